@@ -1,0 +1,40 @@
+"""Shared fixtures.
+
+Real TU datasets are read through the same loader users use, from the directory named by
+``UNIIMB_DATA_DIR`` or, by default, the project's shared data beside the checkout
+(``../shared/data/tu``). Tests that need them are skipped, with the reason printed, only when
+that directory does not exist.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+
+import pytest
+
+REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
+SHARED_ROOT = REPO_ROOT.parent / "shared"
+
+
+def _tu_dir() -> pathlib.Path:
+    env = os.environ.get("UNIIMB_DATA_DIR")
+    return pathlib.Path(env) if env else SHARED_ROOT / "data" / "tu"
+
+
+@pytest.fixture(scope="session")
+def tu_dir() -> pathlib.Path:
+    """Directory holding the official TU zips (``NAME.zip``)."""
+    path = _tu_dir()
+    if not path.is_dir():
+        pytest.skip(f"TU data directory {path} not found; set UNIIMB_DATA_DIR")
+    return path
+
+
+@pytest.fixture(scope="session")
+def splits_dir() -> pathlib.Path:
+    """Directory of the reference topology split files."""
+    path = SHARED_ROOT / "data" / "splits" / "topology-igl-bench"
+    if not path.is_dir():
+        pytest.skip(f"reference split directory {path} not found")
+    return path
