@@ -1,0 +1,176 @@
+"""``uniimb`` command line: parses arguments and calls one library function per command.
+
+    uniimb train [--dataset NAME] [--imbalance class|topology|intertwined] [--degree D]
+                 [--runs N] [--epochs E] [--preset reference|corrected]
+                 [--method uniimb|gin|gin-upsample|gin-reweight] [--data-dir DIR] [--workdir DIR]
+    uniimb data info --dataset NAME [--data-dir DIR] [--json]
+    uniimb data split --dataset NAME --imbalance I --degree D --seed S [--json]
+
+Errors the user can cause (bad archive, missing dataset, invalid configuration) print one
+message and exit with status 2, never a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import warnings
+from typing import Optional, Sequence
+
+from uniimb_jax import config as config_lib
+from uniimb_jax.errors import UniImbError
+
+SYNTHETIC_DEFAULT_EPOCHS = 60
+
+
+def _add_data_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--data-dir", default=None,
+                   help="directory holding NAME.zip or NAME/ (else $UNIIMB_DATA_DIR, the cache, then download)")
+    p.add_argument("--cache-dir", default=None, help="cache directory (default $UNIIMB_CACHE_DIR or ~/.cache/uniimb_jax)")
+    p.add_argument("--offline", action="store_true", help="never download")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="uniimb", description=__doc__.split("\n")[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    t = sub.add_parser("train", help="train UniImb or a baseline over many seeds")
+    t.add_argument("--dataset", default="SYNTHETIC", help="TU dataset name or SYNTHETIC (embedded, default)")
+    t.add_argument("--imbalance", default="class", choices=config_lib.IMBALANCES)
+    t.add_argument("--degree", default=None,
+                   help="extreme|medium|low (class, intertwined) or high|mid|low (topology)")
+    t.add_argument("--runs", type=int, default=None, help="number of seeds (default 5 on SYNTHETIC, else 20)")
+    t.add_argument("--seed", type=int, default=0, help="first seed")
+    t.add_argument("--epochs", type=int, default=None,
+                   help=f"epoch budget (default 1000; {SYNTHETIC_DEFAULT_EPOCHS} on SYNTHETIC)")
+    t.add_argument("--preset", default="corrected", choices=config_lib.PRESETS)
+    t.add_argument("--method", default="uniimb", choices=config_lib.METHODS)
+    t.add_argument("--split-protocol", default="reference", choices=config_lib.SPLIT_PROTOCOLS)
+    t.add_argument("--batch-size", type=int, default=None, help="graphs per batch (default: preset)")
+    t.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3)")
+    t.add_argument("--u-dist", default=None, help="target usage distribution: uniform|zipf|exponential|poisson")
+    t.add_argument("--epochs-per-call", type=int, default=None, help="epochs per device call / checkpoint")
+    t.add_argument("--workdir", default=None, help="output directory (default runs/<dataset>-<setting>-<method>-<preset>)")
+    t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    _add_data_args(t)
+
+    d = sub.add_parser("data", help="inspect datasets and splits")
+    dsub = d.add_subparsers(dest="data_command", required=True)
+    info = dsub.add_parser("info", help="dataset statistics")
+    info.add_argument("--dataset", required=True)
+    info.add_argument("--json", action="store_true")
+    _add_data_args(info)
+    sp = dsub.add_parser("split", help="class (and head/tail) counts of a split")
+    sp.add_argument("--dataset", required=True)
+    sp.add_argument("--imbalance", required=True, choices=config_lib.IMBALANCES)
+    sp.add_argument("--degree", default=None)
+    sp.add_argument("--seed", type=int, default=0)
+    sp.add_argument("--protocol", default="reference", choices=config_lib.SPLIT_PROTOCOLS)
+    sp.add_argument("--json", action="store_true", help="print the split with its indices as JSON")
+    _add_data_args(sp)
+    return parser
+
+
+def _default_degree(imbalance: str) -> str:
+    return "high" if imbalance == "topology" else "extreme"
+
+
+def _load(name: str, args) -> "object":
+    if name.upper() == "SYNTHETIC":
+        from uniimb_jax.data.synthetic import make_synthetic
+
+        return make_synthetic(seed=0)
+    from uniimb_jax.data.sources import load_tu_dataset
+
+    return load_tu_dataset(name, data_dir=args.data_dir, cache_dir=args.cache_dir, download=not args.offline)
+
+
+def cmd_train(args) -> int:
+    from uniimb_jax.train.run import train
+
+    synthetic = args.dataset.upper() == "SYNTHETIC"
+    overrides = {"degree": args.degree or _default_degree(args.imbalance), "seed": args.seed,
+                 "split_protocol": args.split_protocol}
+    overrides["runs"] = args.runs if args.runs is not None else (5 if synthetic else 20)
+    if args.epochs is not None:
+        overrides["epochs"] = args.epochs
+    elif synthetic:
+        overrides["epochs"] = SYNTHETIC_DEFAULT_EPOCHS
+    if args.batch_size is not None:
+        overrides["batch_size"] = args.batch_size
+    if args.lr is not None:
+        overrides["learning_rate"] = args.lr
+    if args.epochs_per_call is not None:
+        overrides["epochs_per_call"] = args.epochs_per_call
+    model_overrides = {"u_dist": args.u_dist} if args.u_dist else None
+    cfg = config_lib.make_config(
+        args.dataset.upper() if synthetic else args.dataset, args.imbalance,
+        method=args.method, preset=args.preset, model_overrides=model_overrides, **overrides,
+    )
+    workdir = args.workdir or f"runs/{cfg.dataset}-{cfg.imbalance}-{cfg.degree}-{cfg.method}-{cfg.preset}"
+    print(f"uniimb train: {cfg.dataset} {cfg.imbalance}/{cfg.degree} {cfg.method} ({cfg.preset} preset), "
+          f"{cfg.runs} seeds, up to {cfg.epochs} epochs -> {workdir}")
+    results = train(cfg, workdir=workdir, data_dir=args.data_dir, cache_dir=args.cache_dir,
+                    download=not args.offline, progress=not args.no_progress)
+    from uniimb_jax.train.results import markdown_table
+
+    print()
+    print(markdown_table(results))
+    print(f"\nwall time {results['wall_time_s']:.1f} s on {results['device']}; "
+          f"results in {workdir}/results.json")
+    return 0
+
+
+def cmd_data_info(args) -> int:
+    from uniimb_jax.data.sources import dataset_summary
+
+    ds = _load(args.dataset, args)
+    summary = dataset_summary(ds)
+    if args.json:
+        print(json.dumps(summary, indent=2))
+    else:
+        for key, value in summary.items():
+            print(f"{key:>28}: {value}")
+    return 0
+
+
+def cmd_data_split(args) -> int:
+    from uniimb_jax.data.splits import make_split, split_summary
+
+    ds = _load(args.dataset, args)
+    degree = args.degree or _default_degree(args.imbalance)
+    split = make_split(ds, args.imbalance, degree, args.seed, protocol=args.protocol)
+    summary = split_summary(ds, split)
+    if args.json:
+        summary = dict(summary)
+        summary["indices"] = {
+            "train": split.train.tolist(), "val": split.val.tolist(), "test": split.test.tolist(),
+            "train_upsampled": split.train_upsampled.tolist(), "val_upsampled": split.val_upsampled.tolist(),
+        }
+        print(json.dumps(summary, indent=2, default=str))
+    else:
+        for key, value in summary.items():
+            print(f"{key:>28}: {value}")
+    return 0
+
+
+def main(argv: Optional[Sequence[str]] = None) -> int:
+    args = build_parser().parse_args(argv)
+    warnings.simplefilter("default", UserWarning)
+    try:
+        if args.command == "train":
+            return cmd_train(args)
+        if args.data_command == "info":
+            return cmd_data_info(args)
+        return cmd_data_split(args)
+    except UniImbError as err:
+        print(f"uniimb: error: {err}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("uniimb: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

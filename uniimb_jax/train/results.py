@@ -1,0 +1,110 @@
+"""Turning per-seed device scores into ``results.json`` and a markdown table."""
+
+from __future__ import annotations
+
+import os
+import platform
+import subprocess
+import warnings
+from typing import Any, Optional
+
+import jax
+import numpy as np
+
+SUMMARY_METRICS = ("macro_f1", "micro_f1", "balanced_accuracy", "auroc")
+
+
+def machine_description() -> str:
+    """E.g. ``"cpu: AMD EPYC 7B13 (2 cores)"`` or ``"gpu: NVIDIA H100 80GB HBM3 x1"``."""
+    devices = jax.devices()
+    platform_name = devices[0].platform
+    if platform_name == "cpu":
+        model = platform.processor() or "unknown CPU"
+        try:
+            with open("/proc/cpuinfo") as f:
+                for line in f:
+                    if line.startswith("model name"):
+                        model = line.split(":", 1)[1].strip()
+                        break
+        except OSError:
+            pass
+        return f"cpu: {model} ({os.cpu_count()} cores)"
+    return f"{platform_name}: {devices[0].device_kind} x{len(devices)}"
+
+
+def git_commit(path: Optional[str] = None) -> Optional[str]:
+    """The checkout's HEAD commit (with ``+dirty`` if modified), or None outside git."""
+    cwd = path or os.path.dirname(os.path.abspath(__file__))
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "HEAD"], cwd=cwd, capture_output=True, text=True, timeout=10
+        )
+        if head.returncode != 0:
+            return None
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=cwd, capture_output=True, text=True, timeout=10,
+        )
+        return head.stdout.strip() + ("+dirty" if dirty.stdout.strip() else "")
+    except (OSError, subprocess.SubprocessError):
+        return None
+
+
+def per_seed_records(seeds: list[int], scores: dict[str, Any]) -> list[dict[str, Any]]:
+    """Host copies of the engine's final scores, one record per seed, scores in percent."""
+    test = jax.tree.map(np.asarray, scores["test"])
+    val = jax.tree.map(np.asarray, scores["val"])
+    best_epoch = np.asarray(scores["best_epoch"])
+    epochs_run = np.asarray(scores["epochs_run"])
+    diverged = np.asarray(scores["diverged"])
+    records = []
+    for i, seed in enumerate(seeds):
+        rec = {"seed": int(seed)}
+        for m in SUMMARY_METRICS:
+            rec[m] = float(100.0 * test[m][i])
+        rec["per_class_f1"] = [float(100.0 * v) for v in test["per_class_f1"][i]]
+        rec["test_loss"] = float(test["loss"][i])
+        rec["val_loss"] = float(val["loss"][i])
+        rec["val_macro_f1"] = float(100.0 * val["macro_f1"][i])
+        rec["best_epoch"] = int(best_epoch[i])
+        rec["epochs_run"] = int(epochs_run[i])
+        rec["diverged"] = bool(diverged[i])
+        rec["test_confusion"] = np.asarray(test["confusion"][i]).tolist()
+        records.append(rec)
+    return records
+
+
+def summarize(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
+    """Mean and std (numpy's default, ddof=0) over seeds that did not diverge."""
+    kept = [r for r in records if not r["diverged"]]
+    dropped = [r["seed"] for r in records if r["diverged"]]
+    if dropped:
+        warnings.warn(
+            f"seeds {dropped} diverged (NaN/inf loss) and are excluded from the summary",
+            RuntimeWarning,
+            stacklevel=2,
+        )
+    summary = {}
+    for m in SUMMARY_METRICS:
+        vals = np.array([r[m] for r in kept], dtype=np.float64)
+        finite = vals[np.isfinite(vals)]
+        summary[m] = {
+            "mean": float(np.mean(finite)) if finite.size else float("nan"),
+            "std": float(np.std(finite)) if finite.size else float("nan"),
+            "n": int(finite.size),
+        }
+    return summary
+
+
+def markdown_table(results: dict[str, Any]) -> str:
+    """A one-row markdown summary of a run (mean ± std over seeds, percent)."""
+    s = results["summary"]
+    head = "| dataset | imbalance | degree | method | preset | runs | " + " | ".join(
+        SUMMARY_METRICS
+    ) + " |"
+    sep = "|" + "---|" * (6 + len(SUMMARY_METRICS))
+    cells = [
+        results["dataset"], results["imbalance"], results["degree"], results["method"],
+        results["preset"], str(results["runs"]),
+    ] + [f"{s[m]['mean']:.2f} ± {s[m]['std']:.2f}" for m in SUMMARY_METRICS]
+    return "\n".join([head, sep, "| " + " | ".join(cells) + " |"])

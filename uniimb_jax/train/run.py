@@ -1,0 +1,452 @@
+"""Host side of a training run: data, splits, the compiled sweep, checkpoints and result files.
+
+:func:`train` is what ``uniimb train`` calls. It
+
+1. loads the dataset (embedded synthetic default, a local directory, or the TU server),
+   computes node features once and moves everything to the device;
+2. draws one split per seed and packs the splits into :class:`~uniimb_jax.train.state.SeedData`
+   with a leading seed axis;
+3. runs ``epochs_per_call`` epochs of every seed per device call
+   (``jit(vmap(Engine.run_epochs))``), appending per-epoch, per-seed records to
+   ``metrics.jsonl`` and saving an orbax checkpoint after each call;
+4. scores the best variables of every seed on its test set and writes ``results.json``.
+
+A run in an existing work directory resumes from its latest checkpoint when its
+``config.json`` matches; a second process on the same directory is refused.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import json
+import os
+import pathlib
+import time
+import warnings
+from typing import Any, Callable, Optional
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from uniimb_jax.config import TrainConfig, config_from_dict, validate_config
+from uniimb_jax.data import batch as batch_lib
+from uniimb_jax.data import device_batching
+from uniimb_jax.data.dataset import GraphDataset
+from uniimb_jax.data.features import compute_features
+from uniimb_jax.data.splits import Split, make_split
+from uniimb_jax.errors import ConfigError, SplitError, UniImbError
+from uniimb_jax.train import results as results_lib
+from uniimb_jax.train.checkpoint import Checkpointer
+from uniimb_jax.train.engine import Engine, StaticSpec
+from uniimb_jax.train.state import SeedData
+
+SYNTHETIC = "SYNTHETIC"
+
+
+class WorkdirBusyError(UniImbError):
+    """Another live process holds the work directory."""
+
+
+# --------------------------------------------------------------------------- data
+def load_dataset(
+    cfg: TrainConfig,
+    *,
+    data_dir: Optional[str] = None,
+    cache_dir: Optional[str] = None,
+    download: bool = True,
+) -> GraphDataset:
+    """The configured dataset: the embedded synthetic one or a TU dataset."""
+    if cfg.dataset.upper() == SYNTHETIC:
+        from uniimb_jax.data.synthetic import make_synthetic
+
+        return make_synthetic(num_graphs=cfg.synthetic_graphs, seed=0)
+    from uniimb_jax.data.sources import load_tu_dataset
+
+    return load_tu_dataset(cfg.dataset, data_dir=data_dir, cache_dir=cache_dir, download=download)
+
+
+def node_feature_dict(ds: GraphDataset, cfg: TrainConfig, cache_dir: Optional[str]) -> dict:
+    """``{batch.NODE_*: [N, *] float32}`` for the model's encoders."""
+    feats = compute_features(
+        ds,
+        feature_kind=cfg.feature_kind,
+        rwpe_steps=cfg.model.rwpe_steps,
+        lap_freqs=cfg.model.lap_freqs,
+        cache_dir=cache_dir,
+    )
+    return {
+        batch_lib.NODE_FEATURES: feats.x,
+        batch_lib.NODE_RWPE: feats.rwpe,
+        batch_lib.NODE_LAP_VEC: feats.lap_vec,
+        batch_lib.NODE_LAP_VAL: feats.lap_val,
+        batch_lib.NODE_LAP_MASK: feats.lap_mask,
+    }
+
+
+def draw_splits(ds: GraphDataset, cfg: TrainConfig) -> list[Split]:
+    """One split per seed, each from its own seed."""
+    return [
+        make_split(ds, cfg.imbalance, cfg.degree, seed, protocol=cfg.split_protocol)
+        for seed in cfg.seeds
+    ]
+
+
+def _pad(idx: np.ndarray, length: int) -> np.ndarray:
+    out = np.full(length, -1, np.int32)
+    out[: len(idx)] = idx
+    return out
+
+
+def seed_data_from_splits(
+    ds: GraphDataset, cfg: TrainConfig, splits: list[Split]
+) -> tuple[SeedData, int]:
+    """Packs per-seed splits into one :class:`SeedData` with a leading seed axis.
+
+    Returns the data (numpy) and the number of training batches per epoch.
+    """
+    b = cfg.batch_size
+    trains = [s.train_upsampled if cfg.uses_upsampling else s.train for s in splits]
+    vals = [s.val_upsampled if cfg.uses_upsampling else s.val for s in splits]
+    tests = [s.test for s in splits]
+    for seed, tr, va, te in zip(cfg.seeds, trains, vals, tests):
+        for part, idx in (("train", tr), ("val", va), ("test", te)):
+            if len(idx) == 0:
+                raise SplitError(f"seed {seed}: the {part} split of {ds.name} is empty")
+        if len(tr) < b:
+            raise ConfigError(
+                f"batch_size={b} is out of range; seed {seed} has only {len(tr)} training graphs"
+            )
+    t_len = max(len(t) for t in trains)
+    ceil_b = lambda n: -(-n // b) * b
+    v_len = ceil_b(max(len(v) for v in vals))
+    u_len = ceil_b(max(len(t) for t in tests))
+    c = ds.num_classes
+    weights = []
+    for tr in trains:
+        if cfg.method == "gin-reweight":
+            counts = np.bincount(ds.graph_labels[tr], minlength=c).astype(np.float64)
+            w = np.where(counts > 0, len(tr) / (c * np.maximum(counts, 1)), 0.0)
+        else:
+            w = np.ones(c)
+        weights.append(w.astype(np.float32))
+    data = SeedData(
+        train_idx=np.stack([_pad(np.asarray(t), t_len) for t in trains]),
+        num_train=np.array([len(t) for t in trains], np.int32),
+        val_idx=np.stack([_pad(np.asarray(v), v_len) for v in vals]),
+        test_idx=np.stack([_pad(np.asarray(t), u_len) for t in tests]),
+        class_weights=np.stack(weights),
+        seed=np.array(cfg.seeds, np.int32),
+    )
+    return data, -(-t_len // b)
+
+
+@dataclasses.dataclass
+class PreparedRun:
+    """Everything a run needs on the device, built once."""
+
+    cfg: TrainConfig
+    dataset: GraphDataset
+    splits: list[Split]
+    engine: Engine
+    device_data: device_batching.DeviceDataset
+    seed_data: SeedData
+    padding_efficiency: float
+
+
+def prepare_run(
+    cfg: TrainConfig,
+    *,
+    data_dir: Optional[str] = None,
+    cache_dir: Optional[str] = None,
+    download: bool = True,
+    dataset: Optional[GraphDataset] = None,
+) -> PreparedRun:
+    """Validates ``cfg``, loads data, draws splits and builds the engine (no compilation)."""
+    validate_config(cfg)
+    ds = dataset if dataset is not None else load_dataset(
+        cfg, data_dir=data_dir, cache_dir=cache_dir, download=download
+    )
+    validate_config(cfg, num_graphs=ds.num_graphs)
+    splits = draw_splits(ds, cfg)
+    for seed, split in zip(cfg.seeds, splits):
+        for message in split.warnings:
+            warnings.warn(f"seed {seed}: {message}", UserWarning, stacklevel=2)
+    seed_data, num_batches = seed_data_from_splits(ds, cfg, splits)
+    feats = node_feature_dict(ds, cfg, cache_dir)
+    n_node, n_edge = device_batching.worst_case_budget(ds, cfg.batch_size)
+    spec = StaticSpec(
+        num_classes=ds.num_classes,
+        batch_size=cfg.batch_size,
+        n_node=n_node,
+        n_edge=n_edge,
+        num_train_batches=num_batches,
+    )
+    mean_nodes = float(np.mean(ds.nodes_per_graph))
+    return PreparedRun(
+        cfg=cfg,
+        dataset=ds,
+        splits=splits,
+        engine=Engine(cfg, spec),
+        device_data=device_batching.to_device_dataset(ds, feats),
+        seed_data=jax.tree.map(jnp.asarray, seed_data),
+        padding_efficiency=mean_nodes * cfg.batch_size / n_node,
+    )
+
+
+# ---------------------------------------------------------------- compiled sweep
+class Sweep:
+    """The jitted, seed-vmapped functions of a prepared run."""
+
+    def __init__(self, prep: PreparedRun):
+        eng = prep.engine
+        epochs_per_call = prep.cfg.epochs_per_call
+        self.init = jax.jit(jax.vmap(eng.init_state, in_axes=(0, None)))
+        self.run_epochs = jax.jit(
+            jax.vmap(lambda s, d, dd: eng.run_epochs(s, d, dd, epochs_per_call), in_axes=(0, 0, None)),
+            donate_argnums=0,
+        )
+        self.final_scores = jax.jit(jax.vmap(eng.final_scores, in_axes=(0, 0, None)))
+
+
+# ------------------------------------------------------------------- work dir
+@contextlib.contextmanager
+def workdir_lock(workdir: pathlib.Path):
+    """Refuses a second live process on the same work directory (a stale lock is taken)."""
+    workdir.mkdir(parents=True, exist_ok=True)
+    lock = workdir / ".lock"
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            pid = int(lock.read_text().strip() or "0")
+        except (OSError, ValueError):
+            pid = 0
+        if pid and _pid_alive(pid):
+            raise WorkdirBusyError(
+                f"work directory {workdir} is in use by another run (pid {pid}); wait for it, "
+                f"or pass a different --workdir"
+            ) from None
+        warnings.warn(f"removing stale lock {lock} (pid {pid} is not running)", stacklevel=3)
+        lock.unlink(missing_ok=True)
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except PermissionError as err:
+        raise UniImbError(f"work directory {workdir} is not writable: {err}") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def _write_json_atomic(path: pathlib.Path, obj: Any) -> None:
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    with open(tmp, "w") as f:
+        json.dump(obj, f, indent=2)
+        f.write("\n")
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def _check_config_matches(workdir: pathlib.Path, cfg: TrainConfig) -> None:
+    path = workdir / "config.json"
+    if not path.exists():
+        return
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise UniImbError(f"{path} is unreadable ({err}); use a fresh --workdir") from None
+    if saved != json.loads(cfg.to_json()):
+        diff = sorted(k for k in set(saved) | set(cfg.to_dict()) if saved.get(k) != json.loads(cfg.to_json()).get(k))
+        raise ConfigError(
+            f"{path} holds a different configuration (fields {diff}); resuming would mix runs. "
+            f"Use a fresh --workdir or the same arguments."
+        )
+
+
+def _rewrite_metrics(path: pathlib.Path, before_epoch: int) -> None:
+    """Drops records of epochs a resumed run will redo (written after the last checkpoint)."""
+    if not path.exists():
+        return
+    kept = []
+    with open(path) as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a kill
+            if rec.get("epoch", 0) < before_epoch:
+                kept.append(line if line.endswith("\n") else line + "\n")
+    tmp = path.with_suffix(".tmp")
+    tmp.write_text("".join(kept))
+    os.replace(tmp, path)
+
+
+def _epoch_records(records: dict, seeds: list[int]) -> list[dict]:
+    """Per-epoch, per-seed JSON records from a call's ``[E, S]`` record arrays."""
+    host = {k: np.asarray(v) for k, v in records.items()}
+    out = []
+    num_epochs = host["epoch"].shape[0]
+    for e in range(num_epochs):
+        for i, seed in enumerate(seeds):
+            if not host["active"][e, i]:
+                continue
+            out.append({
+                "epoch": int(host["epoch"][e, i]),
+                "seed": int(seed),
+                "train_loss": float(host["train_loss"][e, i]),
+                "val_loss": float(host["val_loss"][e, i]),
+                "val_macro_f1": float(100 * host["val_macro_f1"][e, i]),
+                "val_micro_f1": float(100 * host["val_micro_f1"][e, i]),
+                "improved": bool(host["improved"][e, i]),
+            })
+    return out
+
+
+# ------------------------------------------------------------------------ train
+def train(
+    cfg: TrainConfig,
+    *,
+    workdir: Optional[str] = None,
+    data_dir: Optional[str] = None,
+    cache_dir: Optional[str] = None,
+    download: bool = True,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+    dataset: Optional[GraphDataset] = None,
+    stop_after_calls: Optional[int] = None,
+) -> dict[str, Any]:
+    """Trains every seed of ``cfg`` and returns the ``results.json`` content.
+
+    Args:
+      cfg: the run configuration (validated before anything is compiled).
+      workdir: where ``config.json``, ``metrics.jsonl``, ``results.json`` and checkpoints
+        go; ``None`` keeps everything in memory (no checkpoints).
+      data_dir, cache_dir, download: dataset sources (see :mod:`uniimb_jax.data.sources`).
+      progress: show a tqdm progress bar.
+      dataset: use this dataset instead of loading ``cfg.dataset``.
+      stop_after_calls: stop (checkpointed, without results) after this many device calls;
+        used by tests of resumption.
+    """
+    t_start = time.perf_counter()
+    validate_config(cfg)
+    wd = pathlib.Path(workdir) if workdir else None
+    lock = workdir_lock(wd) if wd else contextlib.nullcontext()
+    with lock:
+        if wd:
+            _check_config_matches(wd, cfg)
+        prep = prepare_run(cfg, data_dir=data_dir, cache_dir=cache_dir, download=download, dataset=dataset)
+        sweep = Sweep(prep)
+        ckpt = Checkpointer(wd / "checkpoints") if wd else None
+        try:
+            return _train_loop(cfg, prep, sweep, wd, ckpt, progress, log, t_start, stop_after_calls)
+        finally:
+            if ckpt is not None:
+                ckpt.close()
+
+
+def _train_loop(cfg, prep, sweep, wd, ckpt, progress, log, t_start, stop_after_calls):
+    t0 = time.perf_counter()
+    state = sweep.init(prep.seed_data, prep.device_data)
+    start_epoch = 0
+    if ckpt is not None:
+        restored = ckpt.restore_latest(state)
+        if restored is not None:
+            _, state, meta = restored
+            start_epoch = int(meta["epoch"])
+            log(f"resuming from the checkpoint at epoch {start_epoch} in {wd}")
+        _write_json_atomic(wd / "config.json", json.loads(cfg.to_json()))
+        _rewrite_metrics(wd / "metrics.jsonl", start_epoch)
+    jax.block_until_ready(state)
+    compile_s = None
+    bar = None
+    if progress:
+        from tqdm.auto import tqdm
+
+        bar = tqdm(total=cfg.epochs, initial=start_epoch, unit="epoch", desc=f"{cfg.dataset} x{cfg.runs} seeds")
+    epoch = start_epoch
+    calls = 0
+    interrupted = False
+    try:
+        while epoch < cfg.epochs:
+            t_call = time.perf_counter()
+            state, records = sweep.run_epochs(state, prep.seed_data, prep.device_data)
+            active = np.asarray(state.active) & (np.asarray(state.epoch) < cfg.epochs)
+            if compile_s is None:
+                compile_s = time.perf_counter() - t_call
+            epoch = min(epoch + cfg.epochs_per_call, cfg.epochs)
+            lines = _epoch_records(records, cfg.seeds)
+            if wd:
+                with open(wd / "metrics.jsonl", "a") as f:
+                    f.writelines(json.dumps(r) + "\n" for r in lines)
+                ckpt.save(epoch, state, {"epoch": epoch})
+            if bar is not None:
+                best = np.asarray(state.early.best_val_loss)
+                bar.update(epoch - bar.n)
+                bar.set_postfix(active=int(active.sum()), best_val_loss=f"{np.nanmean(best):.4f}")
+            calls += 1
+            if not active.any():
+                break
+            if stop_after_calls is not None and calls >= stop_after_calls:
+                return {"stopped_early_at_epoch": epoch}
+    except KeyboardInterrupt:
+        interrupted = True
+    finally:
+        if bar is not None:
+            bar.close()
+    if interrupted:
+        if ckpt is not None:
+            log(f"interrupted; progress up to epoch {ckpt.latest_step()} is saved in {wd}; "
+                f"run the same command to resume")
+        raise KeyboardInterrupt
+    train_s = time.perf_counter() - t0
+    scores = sweep.final_scores(state, prep.seed_data, prep.device_data)
+    per_seed = results_lib.per_seed_records(cfg.seeds, scores)
+    results = {
+        "dataset": cfg.dataset,
+        "imbalance": cfg.imbalance,
+        "degree": cfg.degree,
+        "method": cfg.method,
+        "preset": cfg.preset,
+        "split_protocol": cfg.split_protocol,
+        "runs": cfg.runs,
+        "epochs": cfg.epochs,
+        "per_seed": per_seed,
+        "summary": results_lib.summarize(per_seed),
+        "diverged_seeds": [r["seed"] for r in per_seed if r["diverged"]],
+        "split_warnings": sorted({w for s in prep.splits for w in s.warnings}),
+        "wall_time_s": time.perf_counter() - t_start,
+        "train_time_s": train_s,
+        "first_call_s": compile_s,
+        "padding_efficiency": prep.padding_efficiency,
+        "device": results_lib.machine_description(),
+        "jax_version": jax.__version__,
+        "git_commit": results_lib.git_commit(),
+    }
+    if wd:
+        _write_json_atomic(wd / "results.json", results)
+    return results
+
+
+def load_config(workdir: str) -> TrainConfig:
+    """The configuration saved in ``WORKDIR/config.json``."""
+    path = pathlib.Path(workdir) / "config.json"
+    try:
+        return config_from_dict(json.loads(path.read_text()))
+    except (OSError, json.JSONDecodeError, TypeError) as err:
+        raise UniImbError(f"cannot read {path}: {err}") from None
