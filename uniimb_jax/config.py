@@ -202,6 +202,7 @@ def make_config(
         except TypeError as err:
             raise ConfigError(f"unknown model field in {sorted(model_overrides)}: {err}") from None
     degree = overrides.pop("degree", "high" if imbalance == "topology" else "extreme")
+    batch_size = overrides.pop("batch_size", settings.batch_size)
     try:
         cfg = TrainConfig(
             dataset=dataset,
@@ -209,7 +210,7 @@ def make_config(
             degree=degree,
             method=method,
             preset=preset,
-            batch_size=settings.batch_size,
+            batch_size=batch_size,
             model=model,
             **overrides,
         )

@@ -33,3 +33,7 @@ class ConfigError(UniImbError):
 
 class CheckpointError(UniImbError):
     """A checkpoint could not be written, read or restored."""
+
+
+class WorkdirBusyError(UniImbError):
+    """Another live process is training in the same work directory."""

@@ -145,17 +145,3 @@ def gather_batch(dd: DeviceDataset, indices: jax.Array, n_node: int, n_edge: int
         edge_mask=real_edge,
         graph_index=graph_index.astype(jnp.int32),
     )
-
-
-def worst_case_budget(ds: GraphDataset, graphs_per_batch: int, multiple: int = 64) -> tuple[int, int]:
-    """``(n_node, n_edge)`` that fit any ``graphs_per_batch`` graphs of ``ds`` plus padding.
-
-    Nodes: the sum of the largest ``B`` node counts plus one padding node (the padding graph
-    needs a node for padding edges to point at); edges likewise. Rounded up to a multiple of
-    ``multiple`` so that nearby datasets share compiled kernels and vector lanes stay full.
-    """
-    b = min(graphs_per_batch, ds.num_graphs)
-    nodes = int(np.sort(ds.nodes_per_graph)[-b:].sum()) + 1
-    edges = int(np.sort(ds.edges_per_graph)[-b:].sum())
-    round_up = lambda v: int(-(-max(v, 1) // multiple) * multiple)
-    return round_up(nodes), round_up(edges)

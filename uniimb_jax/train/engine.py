@@ -143,9 +143,9 @@ class Engine:
         )
         opt_updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, opt_updates)
-        proto = state.proto
-        if mcfg.method == "uniimb" and mcfg.bias_update == "corrected":
-            proto = balancing.update_prototype_state_step(proto, aux, mcfg)
+        # Acts only on what the config assigns to the per-step schedule (bias and/or EMA of
+        # the prototype values); a no-op for the baselines.
+        proto = balancing.update_prototype_state_step(state.proto, aux, mcfg)
         new_state = state._replace(
             params=params,
             batch_stats=updates.get("batch_stats", state.batch_stats),
@@ -188,12 +188,11 @@ class Engine:
             return (st, loss_sum + jnp.where(ok, m["loss"], 0.0)), None
 
         (state, loss_sum), _ = jax.lax.scan(body, (state, jnp.zeros(())), (indices, valid))
-        mcfg = self.cfg.model
-        if mcfg.method == "uniimb" and mcfg.bias_update == "reference":
-            proto = balancing.update_prototype_state_epoch(
-                state.proto, state.last_usage, mcfg, self.spec.batch_size
-            )
-            state = state._replace(proto=proto)
+        # The reference schedule's once-per-epoch bias update (a no-op otherwise).
+        proto = balancing.update_prototype_state_epoch(
+            state.proto, state.last_usage, self.cfg.model, self.spec.batch_size
+        )
+        state = state._replace(proto=proto)
         mean_loss = loss_sum / jnp.maximum(jnp.sum(valid), 1)
         return state, mean_loss
 

@@ -32,21 +32,17 @@ import numpy as np
 
 from uniimb_jax.config import TrainConfig, config_from_dict, validate_config
 from uniimb_jax.data import batch as batch_lib
-from uniimb_jax.data import device_batching
+from uniimb_jax.data import batching, device_batching
 from uniimb_jax.data.dataset import GraphDataset
 from uniimb_jax.data.features import compute_features
 from uniimb_jax.data.splits import Split, make_split
-from uniimb_jax.errors import ConfigError, SplitError, UniImbError
+from uniimb_jax.errors import ConfigError, SplitError, UniImbError, WorkdirBusyError
 from uniimb_jax.train import results as results_lib
 from uniimb_jax.train.checkpoint import Checkpointer
 from uniimb_jax.train.engine import Engine, StaticSpec
 from uniimb_jax.train.state import SeedData
 
 SYNTHETIC = "SYNTHETIC"
-
-
-class WorkdirBusyError(UniImbError):
-    """Another live process holds the work directory."""
 
 
 # --------------------------------------------------------------------------- data
@@ -99,6 +95,13 @@ def _pad(idx: np.ndarray, length: int) -> np.ndarray:
     return out
 
 
+def _batched_lists(split: Split, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The train, validation and test index lists a run batches for one split."""
+    if cfg.uses_upsampling:
+        return split.train_upsampled, split.val_upsampled, split.test
+    return split.train, split.val, split.test
+
+
 def seed_data_from_splits(
     ds: GraphDataset, cfg: TrainConfig, splits: list[Split]
 ) -> tuple[SeedData, int]:
@@ -107,9 +110,7 @@ def seed_data_from_splits(
     Returns the data (numpy) and the number of training batches per epoch.
     """
     b = cfg.batch_size
-    trains = [s.train_upsampled if cfg.uses_upsampling else s.train for s in splits]
-    vals = [s.val_upsampled if cfg.uses_upsampling else s.val for s in splits]
-    tests = [s.test for s in splits]
+    trains, vals, tests = zip(*(_batched_lists(s, cfg) for s in splits))
     for seed, tr, va, te in zip(cfg.seeds, trains, vals, tests):
         for part, idx in (("train", tr), ("val", va), ("test", te)):
             if len(idx) == 0:
@@ -175,7 +176,11 @@ def prepare_run(
             warnings.warn(f"seed {seed}: {message}", UserWarning, stacklevel=2)
     seed_data, num_batches = seed_data_from_splits(ds, cfg, splits)
     feats = node_feature_dict(ds, cfg, cache_dir)
-    n_node, n_edge = device_batching.worst_case_budget(ds, cfg.batch_size)
+    # One budget for every batch of the run: it must fit any B graphs of the index lists the
+    # run batches, repetitions of up-sampled graphs included.
+    lists = [np.asarray(i) for s in splits for i in _batched_lists(s, cfg)]
+    budget = batching.padding_budget(ds, cfg.batch_size, np.concatenate(lists))
+    n_node, n_edge = budget.n_node, budget.n_edge
     spec = StaticSpec(
         num_classes=ds.num_classes,
         batch_size=cfg.batch_size,
@@ -214,7 +219,10 @@ class Sweep:
 @contextlib.contextmanager
 def workdir_lock(workdir: pathlib.Path):
     """Refuses a second live process on the same work directory (a stale lock is taken)."""
-    workdir.mkdir(parents=True, exist_ok=True)
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UniImbError(f"cannot create work directory {workdir}: {err}") from None
     lock = workdir / ".lock"
     try:
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
@@ -231,7 +239,7 @@ def workdir_lock(workdir: pathlib.Path):
         warnings.warn(f"removing stale lock {lock} (pid {pid} is not running)", stacklevel=3)
         lock.unlink(missing_ok=True)
         fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
-    except PermissionError as err:
+    except OSError as err:
         raise UniImbError(f"work directory {workdir} is not writable: {err}") from None
     with os.fdopen(fd, "w") as f:
         f.write(str(os.getpid()))
@@ -298,22 +306,25 @@ def _rewrite_metrics(path: pathlib.Path, before_epoch: int) -> None:
 
 
 def _epoch_records(records: dict, seeds: list[int]) -> list[dict]:
-    """Per-epoch, per-seed JSON records from a call's ``[E, S]`` record arrays."""
+    """Per-epoch, per-seed JSON records from a call's ``[S, E]`` record arrays.
+
+    ``run_epochs`` is vmapped over seeds, so the seed axis comes first.
+    """
     host = {k: np.asarray(v) for k, v in records.items()}
     out = []
-    num_epochs = host["epoch"].shape[0]
+    num_epochs = host["epoch"].shape[1]
     for e in range(num_epochs):
         for i, seed in enumerate(seeds):
-            if not host["active"][e, i]:
+            if not host["active"][i, e]:
                 continue
             out.append({
-                "epoch": int(host["epoch"][e, i]),
+                "epoch": int(host["epoch"][i, e]),
                 "seed": int(seed),
-                "train_loss": float(host["train_loss"][e, i]),
-                "val_loss": float(host["val_loss"][e, i]),
-                "val_macro_f1": float(100 * host["val_macro_f1"][e, i]),
-                "val_micro_f1": float(100 * host["val_micro_f1"][e, i]),
-                "improved": bool(host["improved"][e, i]),
+                "train_loss": float(host["train_loss"][i, e]),
+                "val_loss": float(host["val_loss"][i, e]),
+                "val_macro_f1": float(100 * host["val_macro_f1"][i, e]),
+                "val_micro_f1": float(100 * host["val_micro_f1"][i, e]),
+                "improved": bool(host["improved"][i, e]),
             })
     return out
 

@@ -1,0 +1,151 @@
+"""The model's configuration: every knob of the network, reference and corrected behaviour.
+
+Hyper-parameter defaults are the PROTEINS class-imbalance row of METHOD.md §2.7 (5-layer GIN,
+hidden 128, K = 16 prototypes, K1 = 16, K2 = 8, 4 heads, RWPE with 1 step, LapPE off,
+perturbation and mixup on). Behaviour defaults are the **corrected** ones (METHOD.md: "the
+default is the corrected behaviour unless stated"); every reference defect stays one switch
+away:
+
+===============  ================================  =========================================
+field            "reference"                       "corrected"
+===============  ================================  =========================================
+perturbation     ratios detached, hard masks,      straight-through masks (the MLP learns),
+                 also active at evaluation         training only
+bias_update      once per epoch, last batch,       every step, that step's counts, target
+                 target ``2*B*K2*u_k``             ``(selections made) * u_k``
+inference        prototype values rebuilt from     EMA of the training batches' values, so a
+                 every batch (also at evaluation)  prediction does not depend on the batch
+===============  ================================  =========================================
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Optional
+
+from uniimb_jax.errors import ConfigError
+
+METHODS = ("uniimb", "gin")
+BACKBONES = ("gin", "gcn", "sage")
+PERTURBATIONS = ("off", "reference", "corrected")
+U_DISTRIBUTIONS = ("uniform", "zipf", "exponential", "poisson")
+BIAS_UPDATES = ("reference", "corrected")
+INFERENCES = ("reference", "corrected")
+
+
+@dataclasses.dataclass(frozen=True)
+class ModelConfig:
+    """Hashable model configuration (closed over by jitted functions as a static value).
+
+    Attributes:
+      method: ``"uniimb"`` (backbone, perturbation, mixup, dynamic balanced prototypes) or
+        ``"gin"`` (backbone + sum pooling + linear classifier: the GIN baselines).
+      backbone: message-passing layer, ``"gin"``, ``"gcn"`` or ``"sage"``.
+      num_layers: message-passing layers of the main branch (the RWPE branch has one fewer).
+      hidden: node/graph embedding width ``d``; must be divisible by ``num_heads``.
+      dropout: dropout rate inside the SwiGLU FFNs.
+      rwpe_steps: RWPE width ``P`` (0 = off). When on, ``x += Dense(rwpe)`` at the input and
+        a parallel GIN branch on the projected RWPE is added before layers ``2..L``.
+      lap_freqs: LapPE eigenvector count ``L`` (0 = off); added after layer 1.
+      perturbation: ``"off"``, ``"reference"`` or ``"corrected"`` (see module docstring).
+      mixup: embedding mixup in training (uniimb only; ignored by ``method="gin"``).
+      num_prototypes: ``K``.
+      k1: graphs gathered per prototype (top-K1 over the batch); at most the batch size.
+      k2: prototypes each (graph, head) routes to (top-K2); at most ``K``.
+      num_heads: attention heads of the prototype module.
+      u_dist: target usage distribution U over prototypes.
+      bias_rate: ``phi``, step of the sign update of the selection bias.
+      bias_update: bias schedule, ``"reference"`` or ``"corrected"``.
+      inference: prototype values at evaluation, ``"reference"`` or ``"corrected"``.
+      proto_ema_decay: EMA decay of the prototype values (corrected inference), in [0, 1).
+      ib_weight: weight of the optional IB loss ``1/2 sum_k (p_k - u_k)^2`` (0 = off).
+    """
+
+    method: str = "uniimb"
+    backbone: str = "gin"
+    num_layers: int = 5
+    hidden: int = 128
+    dropout: float = 0.3
+    rwpe_steps: int = 1
+    lap_freqs: int = 0
+    perturbation: str = "corrected"
+    mixup: bool = True
+    num_prototypes: int = 16
+    k1: int = 16
+    k2: int = 8
+    num_heads: int = 4
+    u_dist: str = "uniform"
+    bias_rate: float = 1e-3
+    bias_update: str = "corrected"
+    inference: str = "corrected"
+    proto_ema_decay: float = 0.99
+    ib_weight: float = 0.0
+
+    @property
+    def head_dim(self) -> int:
+        """Width of one attention head, ``hidden // num_heads``."""
+        return self.hidden // self.num_heads
+
+    def validate(self, graphs_per_batch: Optional[int] = None) -> None:
+        """Rejects every value outside its allowed range.
+
+        Args:
+          graphs_per_batch: real graphs per batch ``B``; when given, ``k1 <= B`` is checked.
+
+        Raises:
+          ConfigError: naming the field, its value and the allowed range.
+        """
+        _choice("method", self.method, METHODS)
+        _choice("backbone", self.backbone, BACKBONES)
+        _choice("perturbation", self.perturbation, PERTURBATIONS)
+        _choice("u_dist", self.u_dist, U_DISTRIBUTIONS)
+        _choice("bias_update", self.bias_update, BIAS_UPDATES)
+        _choice("inference", self.inference, INFERENCES)
+        if not isinstance(self.mixup, bool):
+            raise ConfigError(f"mixup={self.mixup!r} is not valid; expected True or False")
+        for name in ("num_layers", "hidden", "num_prototypes", "k1", "k2", "num_heads"):
+            _int_at_least(name, getattr(self, name), 1)
+        for name in ("rwpe_steps", "lap_freqs"):
+            _int_at_least(name, getattr(self, name), 0)
+        _real_in("dropout", self.dropout, 0.0, 1.0)
+        _real_in("proto_ema_decay", self.proto_ema_decay, 0.0, 1.0)
+        if not _is_real(self.bias_rate) or self.bias_rate < 0:
+            raise ConfigError(f"bias_rate={self.bias_rate!r} is out of range; expected >= 0")
+        if not _is_real(self.ib_weight) or self.ib_weight < 0:
+            raise ConfigError(f"ib_weight={self.ib_weight!r} is out of range; expected >= 0")
+        if self.hidden % self.num_heads:
+            raise ConfigError(
+                f"hidden={self.hidden} is not valid; expected a multiple of "
+                f"num_heads={self.num_heads}"
+            )
+        if self.k2 > self.num_prototypes:
+            raise ConfigError(
+                f"k2={self.k2} is out of range; expected 1 <= k2 <= "
+                f"num_prototypes={self.num_prototypes}"
+            )
+        if graphs_per_batch is not None and self.k1 > graphs_per_batch:
+            raise ConfigError(
+                f"k1={self.k1} is out of range; expected 1 <= k1 <= graphs per batch "
+                f"({graphs_per_batch})"
+            )
+
+
+def _choice(field: str, value: Any, allowed: tuple) -> None:
+    if value not in allowed:
+        raise ConfigError(f"{field}={value!r} is not valid; expected one of {list(allowed)}")
+
+
+def _int_at_least(field: str, value: Any, low: int) -> None:
+    # bool is an int subclass; True as a layer count is a typo, not a value.
+    if isinstance(value, bool) or not isinstance(value, int) or value < low:
+        raise ConfigError(f"{field}={value!r} is out of range; expected an integer >= {low}")
+
+
+def _is_real(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool) and value == value
+
+
+def _real_in(field: str, value: Any, low: float, high: float) -> None:
+    """``low <= value < high``."""
+    if not _is_real(value) or not low <= value < high:
+        raise ConfigError(f"{field}={value!r} is out of range; expected {low} <= {field} < {high}")

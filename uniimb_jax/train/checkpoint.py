@@ -1,0 +1,258 @@
+"""Checkpoints of the whole (seed-stacked) train state through orbax.
+
+One step directory holds two items: ``state``, the pytree of arrays (``StandardSave``), and
+``meta``, a small JSON dict (``JsonSave``), e.g. ``{"epoch": 40}``. Saves are synchronous:
+:meth:`Checkpointer.save` returns only once orbax has finalised the step (it writes into a
+temporary directory and renames it at the end), so a crash right after a save never leaves a
+half-written latest step.
+
+If the newest step cannot be restored anyway (files truncated or deleted by hand, a full
+disk on another writer), :meth:`Checkpointer.restore_latest` warns and falls back to the
+previous step, and moves the unreadable step aside (renamed ``<step>.corrupt``) so the resumed
+run can save that step number again.
+
+Random keys: typed key arrays (``jax.random.key``) cannot be written by orbax. Leaves of a
+typed-key dtype are saved as their raw ``jax.random.key_data`` (``uint32``) and wrapped back
+with the target leaf's implementation on restore, so callers may store either form.
+"""
+
+from __future__ import annotations
+
+import os
+import pathlib
+import shutil
+import tempfile
+import warnings
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+import orbax.checkpoint as ocp
+
+from uniimb_jax.errors import CheckpointError
+
+_CORRUPT_SUFFIX = ".corrupt"
+
+
+def _is_key(x: Any) -> bool:
+    return isinstance(x, jax.Array) and jnp.issubdtype(x.dtype, jax.dtypes.prng_key)
+
+
+def _to_savable(tree: Any) -> Any:
+    """Replaces typed key leaves by their raw ``uint32`` data."""
+    return jax.tree.map(lambda x: jax.random.key_data(x) if _is_key(x) else x, tree)
+
+
+def _abstract(x: Any) -> Any:
+    """Restore target of one leaf: shape, dtype and (for device arrays) sharding."""
+    if _is_key(x):
+        x = jax.random.key_data(x)
+    if isinstance(x, jax.Array):
+        return jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding)
+    return np.asarray(x)  # numpy leaves restore as numpy arrays of the same dtype
+
+
+def _from_restored(target: Any, restored: Any) -> Any:
+    """Wraps raw key data back into typed keys where the target holds typed keys."""
+
+    def back(t, r):
+        if _is_key(t):
+            return jax.random.wrap_key_data(r, impl=jax.random.key_impl(t))
+        return r
+
+    return jax.tree.map(back, target, restored)
+
+
+def _check_matches(target: Any, restored: Any) -> None:
+    """Raises ValueError unless ``restored`` has the target's structure, shapes and dtypes."""
+    t_leaves, t_def = jax.tree.flatten(target)
+    r_leaves, r_def = jax.tree.flatten(restored)
+    if t_def != r_def:
+        raise ValueError(f"restored tree structure {r_def} differs from the target's {t_def}")
+    for i, (t, r) in enumerate(zip(t_leaves, r_leaves)):
+        t_dtype = jax.random.key_data(t).dtype if _is_key(t) else np.asarray(t).dtype
+        t_shape = jnp.shape(jax.random.key_data(t)) if _is_key(t) else np.shape(t)
+        if np.shape(r) != t_shape or r.dtype != t_dtype:
+            raise ValueError(
+                f"leaf {i}: restored {r.dtype}{list(np.shape(r))}, "
+                f"expected {t_dtype}{list(t_shape)}"
+            )
+
+
+class Checkpointer:
+    """Keeps the newest ``max_to_keep`` checkpoints of one run in ``directory``.
+
+    Args:
+      directory: created if missing; must be writable.
+      max_to_keep: number of newest steps kept (older ones are deleted after each save).
+
+    Raises:
+      CheckpointError: the directory cannot be created or written, or the existing
+        checkpoints cannot be listed.
+    """
+
+    def __init__(self, directory: str | os.PathLike, max_to_keep: int = 2):
+        if not isinstance(max_to_keep, int) or isinstance(max_to_keep, bool) or max_to_keep < 1:
+            raise CheckpointError(f"max_to_keep must be a positive integer, got {max_to_keep!r}")
+        self.directory = pathlib.Path(directory).expanduser().absolute()
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            # mkdir succeeds on an existing read-only directory; only a write proves access.
+            with tempfile.NamedTemporaryFile(dir=self.directory, prefix=".write-probe-"):
+                pass
+        except OSError as e:
+            raise CheckpointError(
+                f"checkpoint directory {str(self.directory)!r} is not writable: {e}"
+            ) from e
+        self._max_to_keep = max_to_keep
+        self._manager = self._open()
+
+    def _open(self) -> ocp.CheckpointManager:
+        options = ocp.CheckpointManagerOptions(
+            max_to_keep=self._max_to_keep,
+            create=True,
+            # Synchronous saves: `save` returns after the step is finalised on disk.
+            enable_async_checkpointing=False,
+        )
+        try:
+            return ocp.CheckpointManager(
+                self.directory, item_names=("state", "meta"), options=options
+            )
+        except Exception as e:  # orbax reads every step's metadata when it opens
+            raise CheckpointError(
+                f"cannot open the checkpoints in {str(self.directory)!r}: "
+                f"{type(e).__name__}: {e}"
+            ) from e
+
+    def all_steps(self) -> list[int]:
+        """The saved steps, oldest first."""
+        return sorted(self._manager.all_steps())
+
+    def latest_step(self) -> int | None:
+        """The newest saved step, or ``None`` when there is none."""
+        return self._manager.latest_step()
+
+    def save(self, step: int, state_pytree: Any, meta: dict, force: bool = False) -> None:
+        """Writes ``state_pytree`` and ``meta`` as ``step`` and waits until it is on disk.
+
+        Args:
+          step: non-negative step number (the run uses the epoch count).
+          state_pytree: pytree of arrays (jax or numpy; typed keys allowed).
+          meta: JSON-serialisable dict.
+          force: also save a step older than the latest one (orbax refuses by default).
+            An existing checkpoint of the same step is replaced in any case.
+
+        Raises:
+          CheckpointError: the step is older than the latest and ``force`` is false, or
+            writing failed.
+        """
+        step = int(step)
+        try:
+            if step in self._manager.all_steps():
+                # A run that resumed from an earlier step redoes this one: replace it.
+                self._manager.delete(step)
+            saved = self._manager.save(
+                step,
+                args=ocp.args.Composite(
+                    state=ocp.args.StandardSave(_to_savable(state_pytree)),
+                    meta=ocp.args.JsonSave(dict(meta)),
+                ),
+                force=force,
+            )
+            self._manager.wait_until_finished()
+        except Exception as e:
+            raise CheckpointError(
+                f"cannot save step {step} in {str(self.directory)!r}: {type(e).__name__}: {e}"
+            ) from e
+        if not saved:
+            raise CheckpointError(
+                f"step {step} was not saved in {str(self.directory)!r}: it is older than the "
+                f"latest step {self.latest_step()} (pass force=True to save it anyway)"
+            )
+
+    def restore(self, step: int, target_pytree: Any) -> tuple[Any, dict]:
+        """Restores ``(state, meta)`` of ``step`` with the target's structure and dtypes.
+
+        ``target_pytree`` supplies structure, shapes, dtypes and shardings (e.g. the freshly
+        initialised state); its values are not used. Raises whatever orbax raises, or
+        ``ValueError`` when the checkpoint does not match the target.
+        """
+        abstract = jax.tree.map(_abstract, target_pytree)
+        out = self._manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract),
+                meta=ocp.args.JsonRestore(),
+            ),
+        )
+        state, meta = out["state"], out["meta"]
+        _check_matches(target_pytree, state)
+        if not isinstance(meta, dict):
+            raise ValueError(f"meta item is {type(meta).__name__}, expected a dict")
+        return _from_restored(target_pytree, state), meta
+
+    def restore_latest(self, target_pytree: Any) -> tuple[int, Any, dict] | None:
+        """Restores the newest restorable step.
+
+        Tries the steps newest first. A step that fails to restore (any exception: truncated
+        or missing files, a mismatch with the target) is reported with ``warnings.warn``
+        naming the step and the error; once an older step restores, the failed newer ones
+        are renamed ``<step>.corrupt`` so the run can save those step numbers again.
+
+        Args:
+          target_pytree: the state's structure, shapes and dtypes (see :meth:`restore`).
+
+        Returns:
+          ``(step, state, meta)``, or ``None`` when no checkpoint exists.
+
+        Raises:
+          CheckpointError: checkpoints exist but none can be restored.
+        """
+        self._manager.reload()
+        steps = self.all_steps()
+        if not steps:
+            return None
+        failures: list[tuple[int, Exception]] = []
+        for step in reversed(steps):
+            try:
+                state, meta = self.restore(step, target_pytree)
+            except Exception as e:
+                failures.append((step, e))
+                warnings.warn(
+                    f"checkpoint step {step} in {str(self.directory)!r} cannot be restored "
+                    f"({type(e).__name__}: {e}); falling back to an earlier step",
+                    RuntimeWarning,
+                    stacklevel=2,
+                )
+                continue
+            if failures:
+                self._quarantine([s for s, _ in failures])
+            return step, state, meta
+        detail = "; ".join(f"step {s}: {type(e).__name__}: {e}" for s, e in failures)
+        raise CheckpointError(
+            f"none of the checkpoints in {str(self.directory)!r} can be restored ({detail})"
+        )
+
+    def _quarantine(self, steps: list[int]) -> None:
+        """Renames unreadable step directories aside; orbax ignores non-step names."""
+        for step in steps:
+            path = self.directory / str(step)
+            if not path.exists():
+                continue
+            dest = self.directory / f"{step}{_CORRUPT_SUFFIX}"
+            if dest.exists():
+                shutil.rmtree(dest)
+            path.rename(dest)
+        self._manager.reload()
+
+    def close(self) -> None:
+        """Waits for pending work and releases orbax's resources."""
+        self._manager.wait_until_finished()
+        self._manager.close()
+
+    def __enter__(self) -> Checkpointer:
+        return self
+
+    def __exit__(self, *exc) -> None:
+        self.close()
