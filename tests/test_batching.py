@@ -288,3 +288,46 @@ def test_padding_efficiency_on_proteins(tu_dir):
     assert all(b.graph_mask.sum() == 32 for b in batches)
     efficiency = np.mean([b.node_mask.sum() / budget.n_node for b in batches])
     assert 0.05 < efficiency < 1.0
+
+
+def test_quantile_budget_is_tighter_and_fits_every_single_graph(ds):
+    rng = np.random.default_rng(0)
+    train = [rng.choice(ds.num_graphs, 60), rng.choice(ds.num_graphs, 80)]
+    every = np.arange(ds.num_graphs)
+    worst = B.padding_budget(ds, 8, np.concatenate(train), multiple=1)
+    q = B.quantile_budget(ds, 8, train, every, quantile=0.9, multiple=1)
+    assert q.n_graph == 9
+    assert q.n_node <= worst.n_node and q.n_edge <= worst.n_edge
+    assert q.n_node > ds.nodes_per_graph.max() and q.n_edge >= ds.edges_per_graph.max()
+    # Deterministic, and quantile 1.0 covers every sampled batch (so at least q=0.9's budget).
+    assert q == B.quantile_budget(ds, 8, train, every, quantile=0.9, multiple=1)
+    assert B.quantile_budget(ds, 8, train, every, quantile=1.0, multiple=1).n_node >= q.n_node
+    # About 90% of random batches fit.
+    fits = []
+    for _ in range(400):
+        pick = rng.choice(train[0], 8, replace=False)
+        fits.append(ds.nodes_per_graph[pick].sum() + 1 <= q.n_node)
+    assert np.mean(fits) > 0.8
+    with pytest.raises(ValueError, match="quantile"):
+        B.quantile_budget(ds, 8, train, every, quantile=0.0)
+
+
+def test_pack_eval_places_every_graph_once_within_budget(ds):
+    bud = B.padding_budget(ds, 6, multiple=1)
+    tight = bud._replace(n_node=int(ds.nodes_per_graph.max()) * 2 + 1,
+                         n_edge=int(ds.edges_per_graph.max()) * 2)
+    idx = np.random.default_rng(3).permutation(ds.num_graphs)[:50]
+    packed = B.pack_eval(ds, idx, tight).reshape(-1, 6)
+    flat = packed[packed >= 0]
+    np.testing.assert_array_equal(flat, idx)  # order kept, nothing dropped or repeated
+    for row in packed:
+        real = row[row >= 0]
+        assert 1 <= real.size <= 6
+        assert ds.nodes_per_graph[real].sum() < tight.n_node
+        assert ds.edges_per_graph[real].sum() <= tight.n_edge
+    # With the worst-case budget, packing is plain chunking into B.
+    chunks = B.pack_eval(ds, idx, bud).reshape(-1, 6)
+    assert chunks.shape[0] == -(-50 // 6)
+    too_small = bud._replace(n_node=2)
+    with pytest.raises(ValueError, match="budget"):
+        B.pack_eval(ds, idx, too_small)

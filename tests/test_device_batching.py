@@ -122,3 +122,20 @@ def test_feature_row_count_checked():
     ds = random_dataset()
     with pytest.raises(ValueError, match="node feature 'x' has 3 rows"):
         device_batching.to_device_dataset(ds, {"x": np.zeros((3, 2), np.float32)})
+
+
+def test_overflowing_batch_keeps_the_prefix_that_fits(setup):
+    ds, x, dd = setup
+    order = [int(i) for i in np.argsort(ds.nodes_per_graph)[::-1][:4]]
+    sizes = ds.nodes_per_graph[order]
+    # Room for the first two graphs (plus the padding node) but not the third.
+    n_node = int(sizes[:2].sum()) + 1
+    n_edge = int(ds.edges_per_graph.sum())
+    got = device_batching.gather_batch(dd, jnp.array(order, jnp.int32), n_node, n_edge)
+    assert got.graph_mask.tolist() == [True, True, False, False, False]
+    assert got.graph_index.tolist() == order[:2] + [-1, -1, -1]
+    assert int(got.node_mask.sum()) == sizes[:2].sum()
+    # The kept graphs are exactly what a batch of those two graphs alone holds.
+    alone = device_batching.gather_batch(dd, jnp.array(order[:2] + [-1, -1], jnp.int32),
+                                         n_node, n_edge)
+    jax.tree.map(np.testing.assert_array_equal, got, alone)

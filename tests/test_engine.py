@@ -174,9 +174,10 @@ def test_reweight_weights_are_inverse_class_frequency():
         np.testing.assert_allclose(np.asarray(prep.seed_data.class_weights[i]), want, rtol=1e-6)
 
 
-def test_budget_fits_upsampled_batches():
-    # Up-sampling repeats minority graphs; the budget must fit B copies of the largest one.
-    prep = prepare_run(smoke_config(method="gin-upsample", runs=2))
+def test_worst_case_budget_fits_upsampled_batches():
+    # Up-sampling repeats minority graphs; the worst-case budget must fit B copies of the
+    # largest one.
+    prep = prepare_run(smoke_config(method="gin-upsample", runs=2, budget="worst"))
     ds = prep.dataset
     for split in prep.splits:
         for idx in (split.train_upsampled, split.val_upsampled, split.test):
@@ -252,3 +253,15 @@ def test_workdir_that_cannot_be_created_is_reported(tmp_path):
     with pytest.raises(UniImbError, match="cannot create work directory"):
         train(smoke_config(runs=1, epochs=1), workdir=str(blocker / "run"), progress=False,
               log=lambda s: None)
+
+
+def test_quantile_budget_is_tighter_and_evaluation_drops_nothing():
+    prep = prepare_run(smoke_config(method="gin-upsample", runs=2))
+    worst = prepare_run(smoke_config(method="gin-upsample", runs=2, budget="worst"))
+    assert prep.engine.spec.n_node < worst.engine.spec.n_node
+    assert prep.padding_efficiency > worst.padding_efficiency
+    for i, split in enumerate(prep.splits):
+        for packed, want in ((prep.seed_data.val_idx[i], split.val_upsampled),
+                             (prep.seed_data.test_idx[i], split.test)):
+            packed = np.asarray(packed)
+            np.testing.assert_array_equal(packed[packed >= 0], want)

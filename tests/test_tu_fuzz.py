@@ -1,9 +1,11 @@
 """Fuzzing the TU reader: any mutated archive yields a valid dataset or a ``DataError``.
 
-Mutations act on two levels: raw zip bytes (truncation, bit flips) and member contents
-(deleted, duplicated, swapped or garbled lines; contents exchanged between members; members
-dropped). Any exception other than ``DataError`` fails the test, and so does a returned
-dataset that breaks the layout documented by ``GraphDataset``.
+Mutations act on three levels: raw zip bytes (truncation, bit flips), member contents
+(deleted, duplicated, swapped, shuffled or garbled lines, binary junk; contents exchanged
+between members; members dropped) and, for an extracted folder, its files (the same content
+mutations plus files missing, turned into directories or dangling links, or present twice).
+Any exception other than ``DataError`` fails the test, and so does a returned dataset that
+breaks the layout documented by ``GraphDataset``.
 """
 
 from __future__ import annotations
@@ -134,14 +136,17 @@ def test_flipped_zip_bytes(base, stored, data):
 
 # ----------------------------------------------------------------------------- member contents
 GARBAGE = st.text(alphabet="0123456789,- .\n\t\rxe+", max_size=30).map(str.encode)
+JUNK = st.binary(max_size=30)  # NUL bytes, invalid UTF-8, ...
 
 
 def mutate_lines(data, text: bytes) -> bytes:
     lines = text.split(b"\n")
     op = data.draw(st.sampled_from(["delete", "duplicate", "swap", "replace", "insert",
-                                    "truncate", "empty"]), label="op")
+                                    "truncate", "empty", "shuffle", "binary"]), label="op")
     if op == "empty":
         return b""
+    if op == "shuffle":
+        return b"\n".join(data.draw(st.permutations(lines), label="order"))
     if op == "truncate":
         return text[: data.draw(st.integers(0, len(text)), label="at")]
     i = data.draw(st.integers(0, len(lines) - 1), label="line")
@@ -154,6 +159,8 @@ def mutate_lines(data, text: bytes) -> bytes:
         lines[i], lines[j] = lines[j], lines[i]
     elif op == "replace":
         lines[i] = data.draw(GARBAGE, label="garbage")
+    elif op == "binary":
+        lines[i] = data.draw(JUNK, label="junk")
     else:
         lines.insert(i, data.draw(GARBAGE, label="garbage"))
     return b"\n".join(lines)
@@ -197,3 +204,41 @@ def test_every_prefix_of_every_member(base):
         cuts = np.unique(np.linspace(0, len(text), num=min(len(text) + 1, 25)).astype(int))
         for cut in cuts:
             read_or_data_error(build_zip(base, {**BASES[base], kind: text[:cut]}), base)
+
+
+# ----------------------------------------------------------------------------- extracted folder
+@settings(SETTINGS, max_examples=80)
+@given(base=st.sampled_from(sorted(BASES)), nested=st.booleans(), data=st.data())
+def test_mutated_extracted_folder(base, nested, data):
+    files = dict(BASES[base])
+    for _ in range(data.draw(st.integers(0, 2), label="content mutations")):
+        kind = data.draw(st.sampled_from(sorted(files)), label="member")
+        files[kind] = mutate_lines(data, files[kind])
+    op = data.draw(st.sampled_from(["none", "drop", "directory", "dangling link", "twice"]),
+                   label="file op")
+    victim = data.draw(st.sampled_from(sorted(files)), label="victim")
+    with tempfile.TemporaryDirectory() as tmp:
+        root = pathlib.Path(tmp) / "extracted"
+        folder = root / base if nested else root
+        folder.mkdir(parents=True)
+        for kind, text in files.items():
+            (folder / f"{base}_{kind}.txt").write_bytes(text)
+        target = folder / f"{base}_{victim}.txt"
+        if op == "drop":
+            target.unlink()
+        elif op == "directory":
+            target.unlink()
+            target.mkdir()
+        elif op == "dangling link":
+            target.unlink()
+            target.symlink_to(folder / "nowhere.txt")
+        elif op == "twice":
+            other = root / "copy" if nested else root / base
+            other.mkdir(exist_ok=True)
+            (other / target.name).write_bytes(files[victim])
+        try:
+            ds = read_tu_archive(root, name=None if nested else base)
+        except DataError as err:
+            assert str(root) in str(err), "the message names the folder"
+            return
+        check_valid(ds)

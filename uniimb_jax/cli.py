@@ -3,6 +3,7 @@
     uniimb train [--dataset NAME] [--imbalance class|topology|intertwined] [--degree D]
                  [--runs N] [--epochs E] [--preset reference|corrected]
                  [--method uniimb|gin|gin-upsample|gin-reweight] [--data-dir DIR] [--workdir DIR]
+                 [--devices N|all] [--distributed [--num-processes N --process-id I]]
     uniimb data info --dataset NAME [--data-dir DIR] [--json]
     uniimb data split --dataset NAME --imbalance I --degree D --seed S [--json]
 
@@ -53,6 +54,16 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--epochs-per-call", type=int, default=None, help="epochs per device call / checkpoint")
     t.add_argument("--workdir", default=None, help="output directory (default runs/<dataset>-<setting>-<method>-<preset>)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--devices", default=None, metavar="N|all",
+                   help="shard the seeds over N devices or all of them (default 1; all when several "
+                        "processes run)")
+    t.add_argument("--distributed", action="store_true",
+                   help="multi-host: call jax.distributed.initialize (also done when "
+                        "JAX_COORDINATOR_ADDRESS is set); SLURM and Open MPI jobs are detected")
+    t.add_argument("--num-processes", type=int, default=None,
+                   help="multi-host without SLURM/MPI: number of processes (with JAX_COORDINATOR_ADDRESS)")
+    t.add_argument("--process-id", type=int, default=None,
+                   help="multi-host without SLURM/MPI: index of this process, 0..N-1")
     _add_data_args(t)
 
     d = sub.add_parser("data", help="inspect datasets and splits")
@@ -87,6 +98,11 @@ def _load(name: str, args) -> "object":
 
 
 def cmd_train(args) -> int:
+    from uniimb_jax.train.sharding import initialize_distributed
+
+    # Before anything touches a JAX backend (jax.distributed.initialize requires it).
+    initialize_distributed(args.distributed, num_processes=args.num_processes,
+                           process_id=args.process_id)
     from uniimb_jax.train.run import train
 
     synthetic = args.dataset.upper() == "SYNTHETIC"
@@ -112,7 +128,7 @@ def cmd_train(args) -> int:
     print(f"uniimb train: {cfg.dataset} {cfg.imbalance}/{cfg.degree} {cfg.method} ({cfg.preset} preset), "
           f"{cfg.runs} seeds, up to {cfg.epochs} epochs -> {workdir}")
     results = train(cfg, workdir=workdir, data_dir=args.data_dir, cache_dir=args.cache_dir,
-                    download=not args.offline, progress=not args.no_progress)
+                    download=not args.offline, progress=not args.no_progress, devices=args.devices)
     from uniimb_jax.train.results import markdown_table
 
     print()
@@ -123,10 +139,18 @@ def cmd_train(args) -> int:
 
 
 def cmd_data_info(args) -> int:
+    from uniimb_jax.data.features import node_feature_matrix
     from uniimb_jax.data.sources import dataset_summary
 
     ds = _load(args.dataset, args)
     summary = dataset_summary(ds)
+    # Width of the node-feature matrix the model sees (METHOD.md §2.1) and of the positional
+    # encodings a preset may add.
+    summary["node_feature_dim"] = int(node_feature_matrix(ds, "auto").shape[1])
+    summary["node_feature_kind"] = "label" if ds.node_labels is not None else "constant"
+    row = config_lib.PRESET_TABLE.get(("class", ds.name.upper()), config_lib.DEFAULT_SETTINGS)
+    summary["rwpe_dim_class_preset"] = row.pos_enc
+    summary["lappe_dim_class_preset"] = config_lib.LAP_FREQS if row.lappe else 0
     if args.json:
         print(json.dumps(summary, indent=2))
     else:

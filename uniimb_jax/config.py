@@ -91,8 +91,12 @@ class TrainConfig:
     feature_kind: str = "auto"
     # Epochs compiled into one device call; a checkpoint is written after each call.
     epochs_per_call: int = 10
-    # "worst": padding budget fits any B graphs; "quantile": see batching docs.
-    budget: str = "worst"
+    # Padding budget: "worst" fits any B graphs of the run (no training graph ever dropped);
+    # "quantile" fits the budget_quantile quantile of random training batches, and the rare
+    # batch above it drops its last graphs for that step (far less padding on datasets with
+    # a long graph-size tail; see uniimb_jax.data.batching.quantile_budget).
+    budget: str = "quantile"
+    budget_quantile: float = 0.95
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     # Synthetic-dataset size (only used when dataset == "SYNTHETIC").
     synthetic_graphs: int = 600
@@ -147,6 +151,10 @@ def validate_config(cfg: TrainConfig, *, num_graphs: Optional[int] = None) -> No
     _check_positive("early_stop_window", cfg.early_stop_window)
     _check_positive("epochs_per_call", cfg.epochs_per_call)
     _check_positive("synthetic_graphs", cfg.synthetic_graphs)
+    if not 0.0 < cfg.budget_quantile <= 1.0:
+        raise ConfigError(
+            f"budget_quantile={cfg.budget_quantile!r} is out of range; expected 0 < q <= 1"
+        )
     if num_graphs is not None and cfg.batch_size > num_graphs:
         raise ConfigError(
             f"batch_size={cfg.batch_size} is out of range; the dataset has {num_graphs} graphs"

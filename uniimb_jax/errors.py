@@ -37,3 +37,11 @@ class CheckpointError(UniImbError):
 
 class WorkdirBusyError(UniImbError):
     """Another live process is training in the same work directory."""
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Training stopped on Ctrl-C (SIGINT) after saving its progress; not an error.
+
+    A ``KeyboardInterrupt`` (the CLI exits with status 130). The message says where the
+    progress is saved and how to resume.
+    """

@@ -93,9 +93,10 @@ def gather_batch(dd: DeviceDataset, indices: jax.Array, n_node: int, n_edge: int
       n_edge: static edge budget.
 
     Returns:
-      A :class:`GraphBatch` with ``n_graph = B + 1``. Graphs that would not fit are not
-      detected here (shapes are static); :func:`uniimb_jax.data.batching.padding_budget`
-      sizes the budget for the worst case.
+      A :class:`GraphBatch` with ``n_graph = B + 1``. Graphs past the longest prefix of
+      ``indices`` that fits the budget are left out (empty slots, ``graph_mask`` False);
+      :func:`uniimb_jax.data.batching.padding_budget` sizes a budget where that never
+      happens, :func:`~uniimb_jax.data.batching.quantile_budget` one where it is rare.
     """
     num_real_slots = indices.shape[0]
     valid = indices >= 0
@@ -104,6 +105,13 @@ def gather_batch(dd: DeviceDataset, indices: jax.Array, n_node: int, n_edge: int
     edge_start = dd.edge_offsets[g]
     node_counts = jnp.where(valid, dd.node_offsets[g + 1] - node_start, 0)
     edge_counts = jnp.where(valid, dd.edge_offsets[g + 1] - edge_start, 0)
+    # A batch larger than the budget (possible with a quantile budget) keeps the longest
+    # prefix of its graphs that fits, with one node left for the padding graph; the rest
+    # become empty slots for this step.
+    fits = (jnp.cumsum(node_counts) <= n_node - 1) & (jnp.cumsum(edge_counts) <= n_edge)
+    valid = valid & fits
+    node_counts = jnp.where(valid, node_counts, 0)
+    edge_counts = jnp.where(valid, edge_counts, 0)
 
     owner, owner_c, node_pos, total_nodes = _slot_owner(node_counts, n_node)
     real_node = owner < num_real_slots

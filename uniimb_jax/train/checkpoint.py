@@ -6,8 +6,13 @@ One step directory holds two items: ``state``, the pytree of arrays (``StandardS
 temporary directory and renames it at the end), so a crash right after a save never leaves a
 half-written latest step.
 
-If the newest step cannot be restored anyway (files truncated or deleted by hand, a full
-disk on another writer), :meth:`Checkpointer.restore_latest` warns and falls back to the
+Each save also records a SHA-256 digest of the saved arrays in ``meta`` (under a reserved
+key that :meth:`Checkpointer.restore` strips again), so bytes changed on disk after the save
+are detected even where the storage format decodes them without complaint. (A state with
+arrays spread over several hosts is saved without a digest.)
+
+If the newest step cannot be restored anyway (files truncated, changed or deleted by hand, a
+full disk on another writer), :meth:`Checkpointer.restore_latest` warns and falls back to the
 previous step, and moves the unreadable step aside (renamed ``<step>.corrupt``) so the resumed
 run can save that step number again.
 
@@ -18,6 +23,7 @@ with the target leaf's implementation on restore, so callers may store either fo
 
 from __future__ import annotations
 
+import hashlib
 import os
 import pathlib
 import shutil
@@ -33,6 +39,8 @@ import orbax.checkpoint as ocp
 from uniimb_jax.errors import CheckpointError
 
 _CORRUPT_SUFFIX = ".corrupt"
+# meta key holding the digest of the saved arrays (added by save, removed by restore).
+_DIGEST_KEY = "__state_sha256__"
 
 
 def _is_key(x: Any) -> bool:
@@ -64,6 +72,20 @@ def _from_restored(target: Any, restored: Any) -> Any:
     return jax.tree.map(back, target, restored)
 
 
+def _digest(tree: Any) -> str | None:
+    """SHA-256 over every leaf's dtype, shape and bytes (tree order); ``None`` when some
+    leaf lives partly on other hosts (it cannot be read here)."""
+    leaves = jax.tree.leaves(tree)
+    if any(isinstance(x, jax.Array) and not x.is_fully_addressable for x in leaves):
+        return None
+    h = hashlib.sha256()
+    for x in leaves:
+        a = np.ascontiguousarray(np.asarray(x))
+        h.update(f"{a.dtype.str}{a.shape};".encode())
+        h.update(a.tobytes())
+    return h.hexdigest()
+
+
 def _check_matches(target: Any, restored: Any) -> None:
     """Raises ValueError unless ``restored`` has the target's structure, shapes and dtypes."""
     t_leaves, t_def = jax.tree.flatten(target)
@@ -71,7 +93,12 @@ def _check_matches(target: Any, restored: Any) -> None:
     if t_def != r_def:
         raise ValueError(f"restored tree structure {r_def} differs from the target's {t_def}")
     for i, (t, r) in enumerate(zip(t_leaves, r_leaves)):
-        t_dtype = jax.random.key_data(t).dtype if _is_key(t) else np.asarray(t).dtype
+        # A jax.Array's own dtype: np.asarray would fetch the whole array, and fails for a
+        # multi-host array whose shards live on other processes.
+        if _is_key(t):
+            t_dtype = jax.random.key_data(t).dtype
+        else:
+            t_dtype = t.dtype if isinstance(t, jax.Array) else np.asarray(t).dtype
         t_shape = jnp.shape(jax.random.key_data(t)) if _is_key(t) else np.shape(t)
         if np.shape(r) != t_shape or r.dtype != t_dtype:
             raise ValueError(
@@ -148,15 +175,20 @@ class Checkpointer:
             writing failed.
         """
         step = int(step)
+        savable = _to_savable(state_pytree)
+        meta = dict(meta)
         try:
+            digest = _digest(savable)
+            if digest is not None:
+                meta[_DIGEST_KEY] = digest
             if step in self._manager.all_steps():
                 # A run that resumed from an earlier step redoes this one: replace it.
                 self._manager.delete(step)
             saved = self._manager.save(
                 step,
                 args=ocp.args.Composite(
-                    state=ocp.args.StandardSave(_to_savable(state_pytree)),
-                    meta=ocp.args.JsonSave(dict(meta)),
+                    state=ocp.args.StandardSave(savable),
+                    meta=ocp.args.JsonSave(meta),
                 ),
                 force=force,
             )
@@ -190,6 +222,13 @@ class Checkpointer:
         _check_matches(target_pytree, state)
         if not isinstance(meta, dict):
             raise ValueError(f"meta item is {type(meta).__name__}, expected a dict")
+        expected = meta.pop(_DIGEST_KEY, None)  # absent in checkpoints of older versions
+        actual = _digest(state) if expected is not None else None
+        if actual is not None and actual != expected:
+            raise ValueError(
+                f"the saved arrays changed after the save (SHA-256 {actual[:16]}..., "
+                f"recorded {str(expected)[:16]}...)"
+            )
         return _from_restored(target_pytree, state), meta
 
     def restore_latest(self, target_pytree: Any) -> tuple[int, Any, dict] | None:
@@ -231,7 +270,8 @@ class Checkpointer:
             return step, state, meta
         detail = "; ".join(f"step {s}: {type(e).__name__}: {e}" for s, e in failures)
         raise CheckpointError(
-            f"none of the checkpoints in {str(self.directory)!r} can be restored ({detail})"
+            f"none of the checkpoints in {str(self.directory)!r} can be restored ({detail}); "
+            f"move that directory aside to start the run from scratch"
         )
 
     def _quarantine(self, steps: list[int]) -> None:

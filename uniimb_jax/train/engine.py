@@ -154,7 +154,7 @@ class Engine:
             step=state.step + 1,
             last_usage=aux,
         )
-        return new_state, {"loss": loss, "ce": ce}
+        return new_state, {"loss": loss, "ce": ce, "graphs": jnp.sum(batch.graph_mask)}
 
     # -------------------------------------------------------------------- epoch
     def epoch_order(self, state: TrainState, data: SeedData) -> tuple[jax.Array, jax.Array]:
@@ -177,24 +177,32 @@ class Engine:
         return indices, valid
 
     def train_epoch(self, state: TrainState, data: SeedData, dd):
-        """One epoch over the seed's training graphs. Returns ``(state, mean_loss)``."""
+        """One epoch over the seed's training graphs.
+
+        Returns ``(state, mean_loss [], dropped [] int32)``, ``dropped`` counting the graphs
+        of the epoch's batches that did not fit the padding budget.
+        """
         indices, valid = self.epoch_order(state, data)
 
         def body(carry, xs):
-            st, loss_sum = carry
+            st, loss_sum, graphs = carry
             idx, ok = xs
             new_st, m = self.train_step(st, self._batch(dd, idx), data.class_weights)
             st = es.select_where(ok, new_st, st)
-            return (st, loss_sum + jnp.where(ok, m["loss"], 0.0)), None
+            loss_sum = loss_sum + jnp.where(ok, m["loss"], 0.0)
+            return (st, loss_sum, graphs + jnp.where(ok, m["graphs"], 0)), None
 
-        (state, loss_sum), _ = jax.lax.scan(body, (state, jnp.zeros(())), (indices, valid))
+        init = (state, jnp.zeros(()), jnp.zeros((), jnp.int32))
+        (state, loss_sum, graphs), _ = jax.lax.scan(body, init, (indices, valid))
         # The reference schedule's once-per-epoch bias update (a no-op otherwise).
         proto = balancing.update_prototype_state_epoch(
             state.proto, state.last_usage, self.cfg.model, self.spec.batch_size
         )
         state = state._replace(proto=proto)
         mean_loss = loss_sum / jnp.maximum(jnp.sum(valid), 1)
-        return state, mean_loss
+        # Graphs a quantile padding budget left out this epoch (0 with the worst-case one).
+        dropped = jnp.sum(valid) * self.spec.batch_size - graphs
+        return state, mean_loss, dropped
 
     # --------------------------------------------------------------- evaluation
     def evaluate(self, variables, proto, indices: jax.Array, dd, key) -> EvalResult:
@@ -233,7 +241,7 @@ class Engine:
         state unchanged, so the vmapped sweep can run on until every seed is done.
         """
         active = state.active & (state.epoch < self.cfg.epochs)
-        trained, train_loss = self.train_epoch(state, data, dd)
+        trained, train_loss, dropped = self.train_epoch(state, data, dd)
         variables = {"params": trained.params, "batch_stats": trained.batch_stats}
         root = jax.random.wrap_key_data(state.key)
         eval_key = jax.random.fold_in(jax.random.fold_in(root, _EVAL), state.epoch)
@@ -265,6 +273,7 @@ class Engine:
             "val_macro_f1": scores["macro_f1"],
             "val_micro_f1": scores["micro_f1"],
             "improved": keep_best & active,
+            "dropped_graphs": jnp.where(active, dropped, 0),
         }
         return new_state, record
 

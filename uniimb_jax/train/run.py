@@ -12,7 +12,10 @@
 4. scores the best variables of every seed on its test set and writes ``results.json``.
 
 A run in an existing work directory resumes from its latest checkpoint when its
-``config.json`` matches; a second process on the same directory is refused.
+``config.json`` matches; a second process on the same directory is refused. Ctrl-C (SIGINT)
+lets the device call in flight finish, saves its checkpoint and raises
+:class:`~uniimb_jax.errors.TrainingInterrupted`; a failed write (e.g. a full disk) raises a
+:class:`~uniimb_jax.errors.UniImbError` naming the file, with the earlier checkpoints kept.
 """
 
 from __future__ import annotations
@@ -22,12 +25,13 @@ import dataclasses
 import json
 import os
 import pathlib
+import signal
+import threading
 import time
 import warnings
 from typing import Any, Callable, Optional
 
 import jax
-import jax.numpy as jnp
 import numpy as np
 
 from uniimb_jax.config import TrainConfig, config_from_dict, validate_config
@@ -36,8 +40,16 @@ from uniimb_jax.data import batching, device_batching
 from uniimb_jax.data.dataset import GraphDataset
 from uniimb_jax.data.features import compute_features
 from uniimb_jax.data.splits import Split, make_split
-from uniimb_jax.errors import ConfigError, SplitError, UniImbError, WorkdirBusyError
+from uniimb_jax.errors import (
+    CheckpointError,
+    ConfigError,
+    SplitError,
+    TrainingInterrupted,
+    UniImbError,
+    WorkdirBusyError,
+)
 from uniimb_jax.train import results as results_lib
+from uniimb_jax.train import sharding as sharding_lib
 from uniimb_jax.train.checkpoint import Checkpointer
 from uniimb_jax.train.engine import Engine, StaticSpec
 from uniimb_jax.train.state import SeedData
@@ -102,16 +114,17 @@ def _batched_lists(split: Split, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarr
     return split.train, split.val, split.test
 
 
-def seed_data_from_splits(
-    ds: GraphDataset, cfg: TrainConfig, splits: list[Split]
-) -> tuple[SeedData, int]:
-    """Packs per-seed splits into one :class:`SeedData` with a leading seed axis.
+def check_split_sizes(ds: GraphDataset, cfg: TrainConfig, splits: list[Split]) -> None:
+    """Every seed's batched train/validation/test lists are non-empty and the training list
+    holds at least one batch (checked before anything is sized from the splits).
 
-    Returns the data (numpy) and the number of training batches per epoch.
+    Raises:
+      SplitError: a list is empty.
+      ConfigError: ``batch_size`` exceeds a seed's training graphs.
     """
     b = cfg.batch_size
-    trains, vals, tests = zip(*(_batched_lists(s, cfg) for s in splits))
-    for seed, tr, va, te in zip(cfg.seeds, trains, vals, tests):
+    for seed, split in zip(cfg.seeds, splits):
+        tr, va, te = _batched_lists(split, cfg)
         for part, idx in (("train", tr), ("val", va), ("test", te)):
             if len(idx) == 0:
                 raise SplitError(f"seed {seed}: the {part} split of {ds.name} is empty")
@@ -119,10 +132,26 @@ def seed_data_from_splits(
             raise ConfigError(
                 f"batch_size={b} is out of range; seed {seed} has only {len(tr)} training graphs"
             )
+
+
+def seed_data_from_splits(
+    ds: GraphDataset, cfg: TrainConfig, splits: list[Split], budget: batching.PaddingBudget
+) -> tuple[SeedData, int]:
+    """Packs per-seed splits into one :class:`SeedData` with a leading seed axis.
+
+    Validation and test lists are packed into batches that fit ``budget``
+    (:func:`~uniimb_jax.data.batching.pack_eval`), so evaluation never drops a graph.
+
+    Returns the data (numpy) and the number of training batches per epoch.
+    """
+    b = cfg.batch_size
+    trains, vals, tests = zip(*(_batched_lists(s, cfg) for s in splits))
+    check_split_sizes(ds, cfg, splits)
     t_len = max(len(t) for t in trains)
-    ceil_b = lambda n: -(-n // b) * b
-    v_len = ceil_b(max(len(v) for v in vals))
-    u_len = ceil_b(max(len(t) for t in tests))
+    vals = [batching.pack_eval(ds, v, budget) for v in vals]
+    tests = [batching.pack_eval(ds, t, budget) for t in tests]
+    v_len = max(len(v) for v in vals)
+    u_len = max(len(t) for t in tests)
     c = ds.num_classes
     weights = []
     for tr in trains:
@@ -143,6 +172,23 @@ def seed_data_from_splits(
     return data, -(-t_len // b)
 
 
+def run_budget(ds: GraphDataset, cfg: TrainConfig, splits: list[Split]) -> batching.PaddingBudget:
+    """The one padding budget of a run (``cfg.budget``).
+
+    ``"worst"`` fits any ``B`` graphs of the lists the run batches, repetitions of
+    up-sampled graphs included, so no training graph is ever dropped; ``"quantile"`` fits
+    the ``cfg.budget_quantile`` quantile of random training batches (see
+    :func:`~uniimb_jax.data.batching.quantile_budget`).
+    """
+    lists = [_batched_lists(s, cfg) for s in splits]
+    every = np.concatenate([np.asarray(i) for parts in lists for i in parts])
+    if cfg.budget == "worst":
+        return batching.padding_budget(ds, cfg.batch_size, every)
+    return batching.quantile_budget(
+        ds, cfg.batch_size, [parts[0] for parts in lists], every, quantile=cfg.budget_quantile
+    )
+
+
 @dataclasses.dataclass
 class PreparedRun:
     """Everything a run needs on the device, built once."""
@@ -154,6 +200,9 @@ class PreparedRun:
     device_data: device_batching.DeviceDataset
     seed_data: SeedData
     padding_efficiency: float
+    # The seed mesh (None: one device, unsharded). With a mesh, seed_data and the state have
+    # S_pad = ceil(runs / devices) * devices rows; rows [runs:] are padding (see sharding.py).
+    mesh: Optional[Any] = None
 
 
 def prepare_run(
@@ -163,9 +212,15 @@ def prepare_run(
     cache_dir: Optional[str] = None,
     download: bool = True,
     dataset: Optional[GraphDataset] = None,
+    devices: sharding_lib.DevicesArg = None,
 ) -> PreparedRun:
-    """Validates ``cfg``, loads data, draws splits and builds the engine (no compilation)."""
+    """Validates ``cfg``, loads data, draws splits and builds the engine (no compilation).
+
+    ``devices`` (``None``/1, N or ``"all"``) shards the seed axis over that many devices
+    (:mod:`uniimb_jax.train.sharding`); the dataset is then replicated on each.
+    """
     validate_config(cfg)
+    mesh = sharding_lib.seed_mesh(devices)  # checks --devices before any data is loaded
     ds = dataset if dataset is not None else load_dataset(
         cfg, data_dir=data_dir, cache_dir=cache_dir, download=download
     )
@@ -174,12 +229,10 @@ def prepare_run(
     for seed, split in zip(cfg.seeds, splits):
         for message in split.warnings:
             warnings.warn(f"seed {seed}: {message}", UserWarning, stacklevel=2)
-    seed_data, num_batches = seed_data_from_splits(ds, cfg, splits)
+    check_split_sizes(ds, cfg, splits)  # before the budget, which samples training batches
+    budget = run_budget(ds, cfg, splits)
+    seed_data, num_batches = seed_data_from_splits(ds, cfg, splits, budget)
     feats = node_feature_dict(ds, cfg, cache_dir)
-    # One budget for every batch of the run: it must fit any B graphs of the index lists the
-    # run batches, repetitions of up-sampled graphs included.
-    lists = [np.asarray(i) for s in splits for i in _batched_lists(s, cfg)]
-    budget = batching.padding_budget(ds, cfg.batch_size, np.concatenate(lists))
     n_node, n_edge = budget.n_node, budget.n_edge
     spec = StaticSpec(
         num_classes=ds.num_classes,
@@ -188,15 +241,18 @@ def prepare_run(
         n_edge=n_edge,
         num_train_batches=num_batches,
     )
-    mean_nodes = float(np.mean(ds.nodes_per_graph))
+    # Real nodes per padded node of an average training batch.
+    mean_nodes = float(np.mean([np.mean(ds.nodes_per_graph[_batched_lists(sp, cfg)[0]])
+                                for sp in splits]))
     return PreparedRun(
         cfg=cfg,
         dataset=ds,
         splits=splits,
         engine=Engine(cfg, spec),
-        device_data=device_batching.to_device_dataset(ds, feats),
-        seed_data=jax.tree.map(jnp.asarray, seed_data),
+        device_data=sharding_lib.place_replicated(device_batching.to_device_dataset(ds, feats), mesh),
+        seed_data=sharding_lib.place_seed_data(seed_data, mesh),
         padding_efficiency=mean_nodes * cfg.batch_size / n_node,
+        mesh=mesh,
     )
 
 
@@ -207,12 +263,17 @@ class Sweep:
     def __init__(self, prep: PreparedRun):
         eng = prep.engine
         epochs_per_call = prep.cfg.epochs_per_call
-        self.init = jax.jit(jax.vmap(eng.init_state, in_axes=(0, None)))
-        self.run_epochs = jax.jit(
-            jax.vmap(lambda s, d, dd: eng.run_epochs(s, d, dd, epochs_per_call), in_axes=(0, 0, None)),
-            donate_argnums=0,
+        # jit(vmap(...)) over seeds; with a mesh, each device runs it on its own seeds (the
+        # state stays split over the devices, records and scores come back replicated).
+        mesh = prep.mesh
+        self.init = sharding_lib.seed_jit(eng.init_state, (0, None), mesh)
+        self.run_epochs = sharding_lib.seed_jit(
+            lambda s, d, dd: eng.run_epochs(s, d, dd, epochs_per_call), (0, 0, None), mesh,
+            out=("seeds", "replicated"), donate_argnums=0,
         )
-        self.final_scores = jax.jit(jax.vmap(eng.final_scores, in_axes=(0, 0, None)))
+        self.final_scores = sharding_lib.seed_jit(
+            eng.final_scores, (0, 0, None), mesh, out="replicated"
+        )
 
 
 # ------------------------------------------------------------------- work dir
@@ -262,13 +323,23 @@ def _pid_alive(pid: int) -> bool:
 
 
 def _write_json_atomic(path: pathlib.Path, obj: Any) -> None:
+    """Writes ``path`` whole or not at all; an existing file survives a failed write.
+
+    Raises:
+      UniImbError: naming ``path`` when writing fails (e.g. a full disk).
+    """
     tmp = path.with_suffix(path.suffix + ".tmp")
-    with open(tmp, "w") as f:
-        json.dump(obj, f, indent=2)
-        f.write("\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise UniImbError(f"cannot write {path}: {err}") from err
 
 
 def _check_config_matches(workdir: pathlib.Path, cfg: TrainConfig) -> None:
@@ -301,8 +372,13 @@ def _rewrite_metrics(path: pathlib.Path, before_epoch: int) -> None:
             if rec.get("epoch", 0) < before_epoch:
                 kept.append(line if line.endswith("\n") else line + "\n")
     tmp = path.with_suffix(".tmp")
-    tmp.write_text("".join(kept))
-    os.replace(tmp, path)
+    try:
+        tmp.write_text("".join(kept))
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise UniImbError(f"cannot rewrite {path}: {err}; the file is unchanged") from err
 
 
 def _epoch_records(records: dict, seeds: list[int]) -> list[dict]:
@@ -325,8 +401,80 @@ def _epoch_records(records: dict, seeds: list[int]) -> list[dict]:
                 "val_macro_f1": float(100 * host["val_macro_f1"][i, e]),
                 "val_micro_f1": float(100 * host["val_micro_f1"][i, e]),
                 "improved": bool(host["improved"][i, e]),
+                "dropped_graphs": int(host["dropped_graphs"][i, e]),
             })
     return out
+
+
+def _kept_note(ckpt: Optional[Checkpointer], wd: pathlib.Path) -> str:
+    """What survives a failed write, and how to go on."""
+    try:
+        latest = ckpt.latest_step() if ckpt is not None else None
+    except Exception:  # noqa: BLE001  (only for the message)
+        latest = None
+    if latest is None:
+        kept = f"no earlier checkpoint exists in {wd / 'checkpoints'}"
+    else:
+        kept = (f"earlier checkpoints are kept (latest: epoch {latest} in "
+                f"{wd / 'checkpoints'}), and so is {wd / 'metrics.jsonl'}")
+    return f"{kept}; free some space (or fix the directory) and run the same command to resume"
+
+
+def _append_metrics(path: pathlib.Path, lines: list[dict], ckpt: Optional[Checkpointer]) -> None:
+    try:
+        with open(path, "a") as f:
+            f.writelines(json.dumps(r) + "\n" for r in lines)
+    except OSError as err:
+        # A line cut here is dropped when the run resumes (see _rewrite_metrics).
+        raise UniImbError(f"cannot append to {path}: {err}; training stopped; "
+                          f"{_kept_note(ckpt, path.parent)}") from err
+
+
+def _save_checkpoint(ckpt: Checkpointer, epoch: int, state: Any, wd: pathlib.Path) -> None:
+    try:
+        ckpt.save(epoch, state, {"epoch": epoch})
+    except CheckpointError as err:
+        # A failed save leaves the earlier steps alone (orbax writes a step into a temporary
+        # directory and only deletes old steps after a successful save).
+        raise CheckpointError(f"{err}\ntraining stopped at epoch {epoch}; {_kept_note(ckpt, wd)}") from err
+
+
+class _DeferredSigint:
+    """Turns the first Ctrl-C (SIGINT) of a training loop into a stop request.
+
+    The state buffers are donated to each device call, so a call cut short would lose the
+    state it started from. While installed (main thread only; elsewhere it does nothing), a
+    first SIGINT only sets :attr:`requested`; the loop finishes the call in flight, saves
+    the checkpoint and stops. A second SIGINT raises ``KeyboardInterrupt`` at once (the
+    progress up to the last saved checkpoint is kept). :meth:`restore` puts the previous
+    handler back.
+    """
+
+    def __init__(self) -> None:
+        self.requested = False
+        self._previous: Any = None
+        self._installed = False
+
+    def install(self) -> "_DeferredSigint":
+        if threading.current_thread() is threading.main_thread():
+            self._previous = signal.signal(signal.SIGINT, self._handle)
+            self._installed = True
+        return self
+
+    def restore(self) -> None:
+        if self._installed:
+            previous = self._previous if self._previous is not None else signal.default_int_handler
+            signal.signal(signal.SIGINT, previous)
+            self._installed = False
+
+    def _handle(self, signum, frame) -> None:
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        # os.write, not print: a handler may run while the main thread is inside print.
+        with contextlib.suppress(OSError):
+            os.write(2, b"\ninterrupt: finishing the current device call, then saving; "
+                        b"press Ctrl-C again to stop at once\n")
 
 
 # ------------------------------------------------------------------------ train
@@ -341,6 +489,7 @@ def train(
     log: Callable[[str], None] = print,
     dataset: Optional[GraphDataset] = None,
     stop_after_calls: Optional[int] = None,
+    devices: sharding_lib.DevicesArg = None,
 ) -> dict[str, Any]:
     """Trains every seed of ``cfg`` and returns the ``results.json`` content.
 
@@ -353,18 +502,27 @@ def train(
       dataset: use this dataset instead of loading ``cfg.dataset``.
       stop_after_calls: stop (checkpointed, without results) after this many device calls;
         used by tests of resumption.
+      devices: shard the seeds over ``None``/1 (default), N or ``"all"`` devices; padding
+        seeds are dropped from the results. Resume with the same value (the checkpointed
+        state holds the padded seed count). With several processes (after
+        :func:`~uniimb_jax.train.sharding.initialize_distributed`) every process calls
+        this; only process 0 writes files other than checkpoints.
     """
     t_start = time.perf_counter()
     validate_config(cfg)
     wd = pathlib.Path(workdir) if workdir else None
-    lock = workdir_lock(wd) if wd else contextlib.nullcontext()
+    # One lock per run, held by process 0: other hosts' pids mean nothing on this host.
+    lock = workdir_lock(wd) if wd and sharding_lib.is_primary() else contextlib.nullcontext()
     with lock:
         if wd:
             _check_config_matches(wd, cfg)
-        prep = prepare_run(cfg, data_dir=data_dir, cache_dir=cache_dir, download=download, dataset=dataset)
-        sweep = Sweep(prep)
+        # Opened (and probed for writing) before the data is loaded: an unwritable checkpoint
+        # directory is reported before any work.
         ckpt = Checkpointer(wd / "checkpoints") if wd else None
         try:
+            prep = prepare_run(cfg, data_dir=data_dir, cache_dir=cache_dir, download=download,
+                               dataset=dataset, devices=devices)
+            sweep = Sweep(prep)
             return _train_loop(cfg, prep, sweep, wd, ckpt, progress, log, t_start, stop_after_calls)
         finally:
             if ckpt is not None:
@@ -373,6 +531,8 @@ def train(
 
 def _train_loop(cfg, prep, sweep, wd, ckpt, progress, log, t_start, stop_after_calls):
     t0 = time.perf_counter()
+    # Only process 0 writes files; every process saves its shards of the checkpoints.
+    primary = sharding_lib.is_primary()
     state = sweep.init(prep.seed_data, prep.device_data)
     start_epoch = 0
     if ckpt is not None:
@@ -381,33 +541,38 @@ def _train_loop(cfg, prep, sweep, wd, ckpt, progress, log, t_start, stop_after_c
             _, state, meta = restored
             start_epoch = int(meta["epoch"])
             log(f"resuming from the checkpoint at epoch {start_epoch} in {wd}")
-        _write_json_atomic(wd / "config.json", json.loads(cfg.to_json()))
-        _rewrite_metrics(wd / "metrics.jsonl", start_epoch)
+        if primary:
+            _write_json_atomic(wd / "config.json", json.loads(cfg.to_json()))
+            _rewrite_metrics(wd / "metrics.jsonl", start_epoch)
     jax.block_until_ready(state)
     compile_s = None
     bar = None
-    if progress:
+    if progress and primary:
         from tqdm.auto import tqdm
 
         bar = tqdm(total=cfg.epochs, initial=start_epoch, unit="epoch", desc=f"{cfg.dataset} x{cfg.runs} seeds")
     epoch = start_epoch
     calls = 0
     interrupted = False
+    sigint = _DeferredSigint().install()
     try:
-        while epoch < cfg.epochs:
+        while epoch < cfg.epochs and not sigint.requested:
             t_call = time.perf_counter()
             state, records = sweep.run_epochs(state, prep.seed_data, prep.device_data)
-            active = np.asarray(state.active) & (np.asarray(state.epoch) < cfg.epochs)
+            # Rows [runs:] are padding seeds (copies of real ones), left out of every count.
+            active = (sharding_lib.to_host(state.active)
+                      & (sharding_lib.to_host(state.epoch) < cfg.epochs))[: cfg.runs]
             if compile_s is None:
                 compile_s = time.perf_counter() - t_call
             epoch = min(epoch + cfg.epochs_per_call, cfg.epochs)
             lines = _epoch_records(records, cfg.seeds)
             if wd:
-                with open(wd / "metrics.jsonl", "a") as f:
-                    f.writelines(json.dumps(r) + "\n" for r in lines)
-                ckpt.save(epoch, state, {"epoch": epoch})
+                if primary:
+                    _append_metrics(wd / "metrics.jsonl", lines, ckpt)
+                _save_checkpoint(ckpt, epoch, state, wd)
+            # Outside `if bar`: on several hosts to_host is a collective every process joins.
+            best = sharding_lib.to_host(state.early.best_val_loss)[: cfg.runs]
             if bar is not None:
-                best = np.asarray(state.early.best_val_loss)
                 bar.update(epoch - bar.n)
                 bar.set_postfix(active=int(active.sum()), best_val_loss=f"{np.nanmean(best):.4f}")
             calls += 1
@@ -418,13 +583,17 @@ def _train_loop(cfg, prep, sweep, wd, ckpt, progress, log, t_start, stop_after_c
     except KeyboardInterrupt:
         interrupted = True
     finally:
+        sigint.restore()
         if bar is not None:
             bar.close()
-    if interrupted:
+    if interrupted or sigint.requested:
         if ckpt is not None:
-            log(f"interrupted; progress up to epoch {ckpt.latest_step()} is saved in {wd}; "
-                f"run the same command to resume")
-        raise KeyboardInterrupt
+            message = (f"interrupted; progress up to epoch {ckpt.latest_step()} is saved in "
+                       f"{ckpt.directory}; run the same command (same --workdir {wd}) to resume")
+        else:
+            message = f"interrupted at epoch {epoch}; nothing is saved without a work directory"
+        log(message)
+        raise TrainingInterrupted(message)
     train_s = time.perf_counter() - t0
     scores = sweep.final_scores(state, prep.seed_data, prep.device_data)
     per_seed = results_lib.per_seed_records(cfg.seeds, scores)
@@ -445,13 +614,39 @@ def _train_loop(cfg, prep, sweep, wd, ckpt, progress, log, t_start, stop_after_c
         "train_time_s": train_s,
         "first_call_s": compile_s,
         "padding_efficiency": prep.padding_efficiency,
+        "num_devices": prep.mesh.size if prep.mesh is not None else 1,
+        "budget": {"kind": cfg.budget, "n_node": prep.engine.spec.n_node,
+                   "n_edge": prep.engine.spec.n_edge},
+        "dropped_graph_fraction": _dropped_fraction(wd, prep),
         "device": results_lib.machine_description(),
         "jax_version": jax.__version__,
         "git_commit": results_lib.git_commit(),
     }
-    if wd:
-        _write_json_atomic(wd / "results.json", results)
+    if wd and primary:
+        try:
+            _write_json_atomic(wd / "results.json", results)
+        except UniImbError as err:
+            raise UniImbError(f"{err}; training finished and its final checkpoint is kept in "
+                              f"{wd / 'checkpoints'}: free some space and run the same command "
+                              f"to write the results") from err
     return results
+
+
+def _dropped_fraction(wd: Optional[pathlib.Path], prep: PreparedRun) -> Optional[float]:
+    """Training graphs left out by the padding budget / graphs scheduled, over the whole run.
+
+    Read from ``metrics.jsonl`` (which survives resumption); ``None`` without a work dir.
+    """
+    if wd is None or not (wd / "metrics.jsonl").exists():
+        return None
+    dropped = epochs = 0
+    with open(wd / "metrics.jsonl") as f:
+        for line in f:
+            rec = json.loads(line)
+            dropped += rec.get("dropped_graphs", 0)
+            epochs += 1
+    scheduled = epochs * prep.engine.spec.num_train_batches * prep.engine.spec.batch_size
+    return dropped / max(scheduled, 1)
 
 
 def load_config(workdir: str) -> TrainConfig:

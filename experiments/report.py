@@ -1,0 +1,171 @@
+"""Builds the markdown report and the plot of one table from its ``results.json`` files.
+
+Usage::
+
+    python experiments/report.py --table class
+
+Writes ``experiments/results/<table>/README.md`` (our variants and the paper's numbers side by
+side, the Wilcoxon signed-rank p-value of UniImb against the GIN baseline over paired seeds,
+the budget and provenance of every cell) and ``experiments/results/<table>/macro_f1.png``
+(per-seed Macro-F1 as points, the paper's mean ± std as a band).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import pathlib
+import sys
+from typing import Optional
+
+import numpy as np
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
+
+from tables import TABLES, Table, paper_number  # noqa: E402
+
+RESULTS = pathlib.Path(__file__).resolve().parent / "results"
+PAPER = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "paper_tables.json"
+
+
+def load_cells(table: Table, root: pathlib.Path) -> dict[tuple[str, str], dict]:
+    """``{(dataset, variant): results.json}`` for the finished cells of ``table``."""
+    cells = {}
+    for dataset in table.datasets:
+        for variant in table.variants:
+            path = root / table.name / dataset / variant.name / "results.json"
+            if path.exists():
+                cells[(dataset, variant.name)] = json.loads(path.read_text())
+    return cells
+
+
+def wilcoxon_p(ours: dict, base: dict) -> Optional[float]:
+    """Two-sided Wilcoxon signed-rank p-value of Macro-F1 over the seeds both runs share."""
+    from scipy.stats import wilcoxon
+
+    a = {r["seed"]: r["macro_f1"] for r in ours["per_seed"] if not r.get("diverged")}
+    b = {r["seed"]: r["macro_f1"] for r in base["per_seed"] if not r.get("diverged")}
+    seeds = sorted(set(a) & set(b))
+    diffs = np.array([a[s] - b[s] for s in seeds])
+    if len(seeds) < 2 or np.all(diffs == 0):
+        return None
+    return float(wilcoxon(diffs).pvalue)
+
+
+def _fmt(mean_std) -> str:
+    if mean_std is None:
+        return "–"
+    mean, std = mean_std
+    return f"{mean:.2f}" if std is None else f"{mean:.2f} ± {std:.2f}"
+
+
+def _budget(res: dict) -> str:
+    epochs_run = [r.get("epochs_run") for r in res["per_seed"] if r.get("epochs_run") is not None]
+    ran = f", ran {int(np.median(epochs_run))} (median)" if epochs_run else ""
+    return f"{res['epochs']}{ran}"
+
+
+def markdown(table: Table, cells: dict, paper: dict) -> str:
+    lines = [
+        f"# Table `{table.name}`: {table.imbalance} imbalance, degree {table.degree}",
+        "",
+        "Ours: mean ± std over seeds (numpy's default std), percent, test set, model selected",
+        "at the lowest validation loss. Paper: as printed (`../shared/reference/paper_tables.json`).",
+        "Δ/σ: (ours − paper mean) / paper std. p: two-sided Wilcoxon signed-rank test of "
+        f"`{table.ours}` against `{table.baseline}` over paired seeds (Macro-F1). Budget: the",
+        "epoch budget of the run (the protocol is 1000 with early stopping window 200) and the",
+        "median number of epochs the seeds ran.",
+        "",
+        "| dataset | variant | seeds | Macro-F1 | paper Macro-F1 | Δ/σ | Micro-F1 | paper Micro-F1 "
+        "| p vs baseline | budget (epochs) | wall time | device |",
+        "|---|---|---|---|---|---|---|---|---|---|---|---|",
+    ]
+    for dataset in table.datasets:
+        for variant in table.variants:
+            res = cells.get((dataset, variant.name))
+            if res is None:
+                continue
+            s = res["summary"]
+            ours_f1 = (s["macro_f1"]["mean"], s["macro_f1"]["std"])
+            ours_mi = (s["micro_f1"]["mean"], s["micro_f1"]["std"])
+            p_f1 = paper_number(paper, table, variant, dataset, "macro_f1")
+            p_mi = paper_number(paper, table, variant, dataset, "micro_f1")
+            gap = "–"
+            if p_f1 is not None and p_f1[1]:
+                gap = f"{(ours_f1[0] - p_f1[0]) / p_f1[1]:+.1f}"
+            pval = "–"
+            if variant.name == table.ours and (dataset, table.baseline) in cells:
+                p = wilcoxon_p(res, cells[(dataset, table.baseline)])
+                pval = "–" if p is None else f"{p:.2g}"
+            lines.append(
+                f"| {dataset} | {variant.name} | {s['macro_f1']['n']}/{res['runs']} | "
+                f"{_fmt(ours_f1)} | {_fmt(p_f1)} | {gap} | {_fmt(ours_mi)} | {_fmt(p_mi)} | "
+                f"{pval} | {_budget(res)} | {res['wall_time_s']:.0f} s | {res['device']} |"
+            )
+    commits = sorted({r["git_commit"] for r in cells.values()})
+    lines += ["", f"Commits: {', '.join(commits) or '–'}. Each cell's exact command is in its "
+              "`command.txt`, its configuration in `config.json`, per-epoch logs in `metrics.jsonl`."]
+    return "\n".join(lines) + "\n"
+
+
+def plot(table: Table, cells: dict, paper: dict, path: pathlib.Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    datasets = [d for d in table.datasets if any((d, v.name) in cells for v in table.variants)]
+    if not datasets:
+        return
+    fig, axes = plt.subplots(1, len(datasets), figsize=(3.2 * len(datasets), 3.6), squeeze=False)
+    colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, dataset in zip(axes[0], datasets):
+        for i, variant in enumerate(table.variants):
+            res = cells.get((dataset, variant.name))
+            if res is None:
+                continue
+            color = colors[i % len(colors)]
+            pts = [r["macro_f1"] for r in res["per_seed"] if not r.get("diverged")]
+            jitter = np.random.default_rng(i).uniform(-0.12, 0.12, len(pts))
+            ax.scatter(i + jitter, pts, s=10, color=color, alpha=0.8)
+            ax.hlines(np.mean(pts), i - 0.3, i + 0.3, color=color, lw=2)
+            ref = paper_number(paper, table, variant, dataset, "macro_f1")
+            if ref is not None:
+                lo, hi = (ref[0], ref[0]) if ref[1] is None else (ref[0] - ref[1], ref[0] + ref[1])
+                ax.fill_between([i - 0.4, i + 0.4], lo, hi, color=color, alpha=0.15, lw=0)
+                ax.hlines(ref[0], i - 0.4, i + 0.4, color=color, lw=1, ls="--")
+        ax.set_title(dataset, fontsize=9)
+        ax.set_xticks(range(len(table.variants)))
+        ax.set_xticklabels([v.name for v in table.variants], rotation=60, ha="right", fontsize=7)
+        ax.set_ylabel("test Macro-F1 (%)", fontsize=8)
+    fig.suptitle(f"{table.name}: per-seed Macro-F1 (points, bar = our mean); "
+                 "paper mean ± std (band, dashed)", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def write_report(name: str, root: pathlib.Path = RESULTS, paper_path: pathlib.Path = PAPER) -> str:
+    table = TABLES[name]
+    paper = json.loads(paper_path.read_text()) if paper_path.exists() else {}
+    cells = load_cells(table, root)
+    out = root / table.name
+    out.mkdir(parents=True, exist_ok=True)
+    text = markdown(table, cells, paper)
+    (out / "README.md").write_text(text)
+    plot(table, cells, paper, out / "macro_f1.png")
+    return text
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    p.add_argument("--table", required=True, choices=sorted(TABLES))
+    p.add_argument("--results-dir", default=str(RESULTS))
+    p.add_argument("--paper", default=str(PAPER))
+    args = p.parse_args(argv)
+    print(write_report(args.table, pathlib.Path(args.results_dir), pathlib.Path(args.paper)))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

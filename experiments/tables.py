@@ -1,0 +1,92 @@
+"""What each paper table runs: datasets, variants, and where the paper's numbers live.
+
+A *variant* is one column of our generated table: a method, a preset and model overrides.
+Every (table, dataset, variant) is one ``uniimb_jax.train.run.train`` call with its own work
+directory ``experiments/results/<table>/<dataset>/<variant>/``, so runs resume independently.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Optional
+
+PAPER_DATASETS = ("PROTEINS", "DD", "NCI1", "REDDIT-BINARY", "COLLAB", "IMDB-MULTI")
+U_DATASETS = ("PROTEINS", "DD", "NCI1", "COLLAB")
+
+
+@dataclasses.dataclass(frozen=True)
+class Variant:
+    """One column: ``name`` is also the work-directory name."""
+
+    name: str
+    method: str
+    preset: str
+    u_dist: Optional[str] = None
+    # Key of the paper row this variant is compared with (None: no paper number).
+    paper_row: Optional[str] = None
+
+
+@dataclasses.dataclass(frozen=True)
+class Table:
+    name: str
+    imbalance: str
+    degree: str
+    datasets: tuple[str, ...]
+    variants: tuple[Variant, ...]
+    # Key in paper_tables.json.
+    paper_key: str
+    # The variant tested against the GIN baseline (Wilcoxon) and the baseline itself.
+    ours: str = "uniimb-reference"
+    baseline: str = "gin-upsample"
+
+
+_MAIN_VARIANTS = (
+    Variant("uniimb-reference", "uniimb", "reference", paper_row="UniImb"),
+    Variant("uniimb-corrected", "uniimb", "corrected", paper_row="UniImb"),
+    Variant("gin-upsample", "gin-upsample", "reference", paper_row="GIN (up-sampling)"),
+)
+
+TABLES: dict[str, Table] = {
+    "class": Table(
+        "class", "class", "extreme", PAPER_DATASETS, _MAIN_VARIANTS, "table_class_imbalance"
+    ),
+    "topology": Table(
+        "topology", "topology", "high", PAPER_DATASETS,
+        (
+            Variant("uniimb-reference", "uniimb", "reference", paper_row="UniImb"),
+            Variant("uniimb-corrected", "uniimb", "corrected", paper_row="UniImb"),
+            Variant("gin-upsample", "gin-upsample", "reference", paper_row="GIN"),
+        ),
+        "table_topology_imbalance",
+    ),
+    "intertwined": Table(
+        "intertwined", "intertwined", "extreme", PAPER_DATASETS, _MAIN_VARIANTS[:2]
+        + (Variant("gin-upsample", "gin-upsample", "reference"),),
+        "figure_intertwined_uniimb",
+    ),
+    "u_dist": Table(
+        "u_dist", "class", "extreme", U_DATASETS,
+        tuple(
+            Variant(f"uniimb-reference-{u}", "uniimb", "reference", u_dist=u, paper_row=row)
+            for u, row in (("zipf", "Zipf"), ("exponential", "Exponential"),
+                           ("poisson", "Poisson"), ("uniform", "Uniform"))
+        ),
+        "table_u_distributions_class_imbalance",
+        ours="uniimb-reference-uniform",
+        baseline="uniimb-reference-zipf",
+    ),
+}
+
+
+def paper_number(paper: dict, table: Table, variant: Variant, dataset: str, metric: str):
+    """``(mean, std)`` of the paper for this cell, ``(mean, None)`` for chart readings, or None."""
+    block = paper.get(table.paper_key, {})
+    if table.paper_key == "figure_intertwined_uniimb":
+        if variant.method != "uniimb":
+            return None
+        value = block.get(metric, {}).get(dataset)
+        return None if value is None else (float(value), None)
+    if variant.paper_row is None:
+        return None
+    cell = block.get(variant.paper_row, {}).get(dataset, {}).get(metric)
+    return None if cell is None else (float(cell[0]), float(cell[1]))

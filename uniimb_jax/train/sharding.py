@@ -1,0 +1,315 @@
+"""Scaling a seed sweep out: the seed axis sharded over a device mesh, one host or many.
+
+A run trains every seed in one ``jit(vmap(...))`` program whose state and per-seed data have
+a leading seed axis ``[S, ...]`` (:class:`~uniimb_jax.train.state.TrainState`,
+:class:`~uniimb_jax.train.state.SeedData`). Seeds never talk to each other, so the sweep
+shards trivially: this module builds a one-dimensional mesh whose single axis
+:data:`SEED_AXIS` splits that leading axis over the devices, and replicates the shared
+:class:`~uniimb_jax.data.device_batching.DeviceDataset` (no seed axis) on every device. XLA
+then runs each device's seeds locally; the only communication is gathering the small
+per-epoch records and final scores, which every process reads.
+
+Padding: the seed axis must divide evenly over the devices, so ``S = runs`` is padded up to
+``S_pad = ceil(runs / D) * D``. Padding slot ``j`` (``runs <= j < S_pad``) is an exact copy of
+real seed ``j % runs`` (its split, its seed number, hence its initialisation). A copy rather
+than a fresh seed because a fresh seed would draw a new split, which can fail (too few
+graphs of a class) or need a larger padding budget and longer index arrays, i.e. a different
+program for the real seeds; a copy changes nothing for them and stops training exactly when
+its original does. Results only ever read rows ``[:runs]``, so the copies are dropped from
+``per_seed``, the summary and ``metrics.jsonl``.
+
+Multi-host: every process loads the dataset and draws every split (cheap, deterministic),
+then builds global arrays with :func:`jax.make_array_from_callback`, which asks each process
+only for the shards that live on its own devices. The mesh spans ``jax.devices()`` (all
+processes), so ``--devices`` must then be ``all``. :func:`initialize_distributed` must run
+before anything touches a JAX backend.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from typing import Any, Callable, Optional, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from jax.sharding import AxisType, Mesh, NamedSharding, PartitionSpec
+
+from uniimb_jax.errors import ConfigError
+
+SEED_AXIS = "seeds"
+
+DevicesArg = Union[int, str, None]
+
+
+# ------------------------------------------------------------------ multi-host
+def initialize_distributed(
+    enabled: bool = False,
+    *,
+    coordinator_address: Optional[str] = None,
+    num_processes: Optional[int] = None,
+    process_id: Optional[int] = None,
+) -> bool:
+    """Calls :func:`jax.distributed.initialize` when asked to or when the environment says so.
+
+    JAX itself fills in unset arguments: ``coordinator_address`` from
+    ``JAX_COORDINATOR_ADDRESS``, and all three from a detected cluster (SLURM inside
+    ``srun``, Open MPI under ``mpirun``, Kubernetes, Cloud TPU). Without a cluster,
+    ``num_processes`` and ``process_id`` must be given (``uniimb train --num-processes N
+    --process-id I``).
+
+    Args:
+      enabled: initialize even without ``JAX_COORDINATOR_ADDRESS`` (cluster auto-detection).
+      coordinator_address, num_processes, process_id: passed on to JAX (``None``: detect).
+
+    Returns:
+      whether the distributed runtime is (now) initialized.
+
+    Raises:
+      ConfigError: JAX could not initialize (message says what to pass).
+    """
+    wanted = (
+        enabled
+        or coordinator_address is not None
+        or num_processes is not None
+        or process_id is not None
+        or bool(os.environ.get("JAX_COORDINATOR_ADDRESS"))
+    )
+    if not wanted:
+        return False
+    if jax.distributed.is_initialized():
+        return True
+    try:
+        jax.distributed.initialize(
+            coordinator_address=coordinator_address,
+            num_processes=num_processes,
+            process_id=process_id,
+        )
+    except (ValueError, TypeError, RuntimeError) as err:
+        raise ConfigError(
+            f"jax.distributed.initialize failed: {err}. Launch under SLURM (srun) or Open MPI "
+            f"(mpirun), or set JAX_COORDINATOR_ADDRESS=host:port and pass --num-processes N "
+            f"--process-id I on every host"
+        ) from None
+    return True
+
+
+def is_primary() -> bool:
+    """Whether this process writes result files (process 0; always true on one host)."""
+    return jax.process_index() == 0
+
+
+# ------------------------------------------------------------------------ mesh
+def num_devices(devices: DevicesArg) -> int:
+    """The device count a ``--devices`` value asks for.
+
+    Args:
+      devices: ``None`` (1 device on one host; every device when several processes run),
+        ``"all"``, or a positive integer (or its decimal string) no larger than
+        ``jax.device_count()``.
+
+    Raises:
+      ConfigError: naming the value and the allowed range.
+    """
+    available = jax.device_count()
+    multi = jax.process_count() > 1
+    if devices is None:
+        return available if multi else 1
+    if isinstance(devices, str):
+        text = devices.strip().lower()
+        if text == "all":
+            return available
+        try:
+            n = int(text, 10)
+        except ValueError:
+            raise ConfigError(
+                f"devices={devices!r} is not valid; expected 'all' or an integer "
+                f"between 1 and {available}"
+            ) from None
+    elif isinstance(devices, (int, np.integer)) and not isinstance(devices, bool):
+        n = int(devices)
+    else:
+        raise ConfigError(
+            f"devices={devices!r} is not valid; expected 'all' or an integer between 1 and "
+            f"{available}"
+        )
+    if not 1 <= n <= available:
+        raise ConfigError(
+            f"devices={devices!r} is out of range; this machine has {available} "
+            f"{jax.default_backend()} device(s): expected 'all' or an integer between 1 and "
+            f"{available}"
+        )
+    if multi and n != available:
+        # Each process feeds the shards of its own devices; a mesh leaving some process's
+        # devices out would leave that process with nothing to run.
+        raise ConfigError(
+            f"devices={devices!r}: with {jax.process_count()} processes the mesh spans every "
+            f"device; use --devices all ({available})"
+        )
+    return n
+
+
+def seed_mesh(devices: DevicesArg = None) -> Optional[Mesh]:
+    """A 1-D mesh ``(SEED_AXIS,)`` over the first ``num_devices(devices)`` devices.
+
+    Returns ``None`` for a single device on a single host: the run then keeps today's
+    unsharded program (plain ``jit(vmap)``, arrays on the default device).
+
+    The axis is ``AxisType.Auto``: shardings are set only where arrays enter and leave the
+    jitted sweep (:func:`seed_jit`), and ``jax.make_mesh`` now defaults to ``Explicit`` axes
+    (shardings carried in every array's type), which this code has no use for.
+    """
+    n = num_devices(devices)
+    if n == 1 and jax.process_count() == 1:
+        return None
+    return jax.make_mesh(
+        (n,), (SEED_AXIS,), axis_types=(AxisType.Auto,), devices=jax.devices()[:n]
+    )
+
+
+def seed_sharding(mesh: Mesh) -> NamedSharding:
+    """Leading (seed) axis split over the mesh, other axes whole."""
+    return NamedSharding(mesh, PartitionSpec(SEED_AXIS))
+
+
+def replicated(mesh: Mesh) -> NamedSharding:
+    """A full copy on every device of the mesh."""
+    return NamedSharding(mesh, PartitionSpec())
+
+
+def seed_jit(
+    fn: Callable,
+    in_axes: tuple,
+    mesh: Optional[Mesh],
+    *,
+    out: Any = "seeds",
+    donate_argnums: Union[int, tuple[int, ...]] = (),
+) -> Callable:
+    """``jax.jit(jax.vmap(fn, in_axes))``, each device running it on its own seeds.
+
+    ``fn`` is a single-seed function; arguments with ``in_axes`` 0 carry a leading seed axis
+    ``[S, ...]`` (the state, the :class:`~uniimb_jax.train.state.SeedData`), those with
+    ``None`` are shared (the dataset). Every output has a leading seed axis.
+
+    Without a mesh this is exactly the unsharded ``jit(vmap(fn))``. With one, the vmapped
+    function runs under :func:`jax.shard_map` on the local ``[S_pad / D, ...]`` block of
+    each device: seeds never interact, so there is nothing to communicate, and a manual
+    map guarantees that (left to the automatic partitioner, ``vmap``'s batched while-loop
+    predicates and ``top_k`` became cross-device all-reduces/all-gathers with the top-k
+    computed on every device).
+
+    Args:
+      out: where each output goes, a pytree prefix of the outputs with leaves ``"seeds"``
+        (stays split over the devices, e.g. the state, so that the next call and donation
+        reuse each device's buffers) or ``"replicated"`` (gathered on every device: the
+        small per-epoch records and final scores, which every process then reads with
+        ``np.asarray``; a multi-host array is otherwise not readable outside its shards).
+      donate_argnums: as for :func:`jax.jit`.
+    """
+    vmapped = jax.vmap(fn, in_axes=in_axes)
+    if mesh is None:
+        return jax.jit(vmapped, donate_argnums=donate_argnums)
+    spec = lambda axis: PartitionSpec() if axis is None else PartitionSpec(SEED_AXIS)
+    per_device = jax.shard_map(
+        vmapped,
+        mesh=mesh,
+        in_specs=tuple(spec(a) for a in in_axes),
+        out_specs=PartitionSpec(SEED_AXIS),
+        # The engine is per-seed code unaware of mesh axes (its scan carries start as
+        # invariant zeros and become per-device values); nothing inside communicates,
+        # so the varying-manual-axes type check has nothing to protect here.
+        check_vma=False,
+    )
+    place = {"seeds": seed_sharding(mesh), "replicated": replicated(mesh)}
+    return jax.jit(
+        per_device,
+        in_shardings=tuple(place["seeds" if a == 0 else "replicated"] for a in in_axes),
+        out_shardings=jax.tree.map(place.__getitem__, out),
+        donate_argnums=donate_argnums,
+    )
+
+
+# --------------------------------------------------------------------- padding
+def padded_size(runs: int, shards: int) -> int:
+    """``runs`` rounded up to a multiple of ``shards``."""
+    return math.ceil(runs / shards) * shards
+
+
+def pad_seed_axis(tree: Any, size: int) -> Any:
+    """Pads every ``[S, ...]`` leaf of a host pytree to ``[size, ...]`` (row ``j`` copies ``j % S``)."""
+    leaves = jax.tree.leaves(tree)
+    if not leaves:
+        return tree
+    s = int(np.shape(leaves[0])[0])
+    if size < s:
+        raise ValueError(f"cannot pad a seed axis of {s} down to {size}")
+    rows = np.arange(size) % s
+    return jax.tree.map(lambda x: np.asarray(x)[rows], tree)
+
+
+# ------------------------------------------------------------------- placement
+def place(tree: Any, sharding: NamedSharding) -> Any:
+    """Global ``jax.Array`` leaves with ``sharding`` from host values equal on every process.
+
+    One process: :func:`jax.device_put` (device to device where the leaf is already on a
+    device). Several: :func:`jax.make_array_from_callback`, which calls back only for the
+    shards on this process's devices, so every host feeds its own shard.
+    """
+    if jax.process_count() == 1:
+        return jax.device_put(tree, sharding)
+
+    def one(x):
+        host = np.asarray(x)
+        return jax.make_array_from_callback(host.shape, sharding, lambda idx: host[idx])
+
+    return jax.tree.map(one, tree)
+
+
+def place_seed_data(tree: Any, mesh: Optional[Mesh]) -> Any:
+    """Host ``[S, ...]`` pytree -> device arrays; with a mesh, padded to ``[S_pad, ...]`` and sharded."""
+    if mesh is None:
+        return jax.tree.map(jnp.asarray, tree)
+    s = int(np.shape(jax.tree.leaves(tree)[0])[0])
+    return place(pad_seed_axis(tree, padded_size(s, mesh.size)), seed_sharding(mesh))
+
+
+def place_replicated(tree: Any, mesh: Optional[Mesh]) -> Any:
+    """The shared (seed-less) pytree on every device of the mesh; unchanged without a mesh."""
+    if mesh is None:
+        return tree
+    return place(tree, replicated(mesh))
+
+
+# ----------------------------------------------------------------- inspection
+def check_seed_sharded(tree: Any, mesh: Mesh) -> None:
+    """Raises ``ValueError`` unless every leaf's leading axis is split over all of ``mesh``.
+
+    Checks each leaf is a ``jax.Array`` with a :class:`NamedSharding` on ``mesh`` whose spec
+    starts with :data:`SEED_AXIS` and that its shards live on ``mesh.size`` devices.
+    """
+    for path, leaf in jax.tree_util.tree_leaves_with_path(tree):
+        name = jax.tree_util.keystr(path)
+        sh = getattr(leaf, "sharding", None)
+        if not isinstance(sh, NamedSharding):
+            raise ValueError(f"leaf {name}: sharding {sh!r} is not a NamedSharding")
+        if sh.mesh.shape != mesh.shape or len(sh.device_set) != mesh.size:
+            raise ValueError(
+                f"leaf {name}: on {len(sh.device_set)} device(s) of mesh {dict(sh.mesh.shape)}, "
+                f"expected all {mesh.size} of {dict(mesh.shape)}"
+            )
+        spec = tuple(sh.spec)
+        if not spec or spec[0] != SEED_AXIS:
+            raise ValueError(f"leaf {name}: spec {sh.spec} does not split the seed axis")
+
+
+def to_host(x: jax.Array) -> np.ndarray:
+    """A numpy copy of the whole array, also of a multi-host one.
+
+    A collective when the array spans several processes: every process must call it.
+    """
+    if getattr(x, "is_fully_addressable", True):
+        return np.asarray(x)
+    from jax.experimental import multihost_utils
+
+    return np.asarray(multihost_utils.process_allgather(x, tiled=True))
