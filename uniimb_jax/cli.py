@@ -22,7 +22,8 @@ from typing import Optional, Sequence
 from uniimb_jax import config as config_lib
 from uniimb_jax.errors import UniImbError
 
-SYNTHETIC_DEFAULT_EPOCHS = 60
+SYNTHETIC_DEFAULT_EPOCHS = 30
+SYNTHETIC_DEFAULT_RUNS = 3
 
 
 def _add_data_args(p: argparse.ArgumentParser) -> None:
@@ -41,7 +42,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--imbalance", default="class", choices=config_lib.IMBALANCES)
     t.add_argument("--degree", default=None,
                    help="extreme|medium|low (class, intertwined) or high|mid|low (topology)")
-    t.add_argument("--runs", type=int, default=None, help="number of seeds (default 5 on SYNTHETIC, else 20)")
+    t.add_argument("--runs", type=int, default=None, help=f"number of seeds (default {SYNTHETIC_DEFAULT_RUNS} on SYNTHETIC, else 20)")
     t.add_argument("--seed", type=int, default=0, help="first seed")
     t.add_argument("--epochs", type=int, default=None,
                    help=f"epoch budget (default 1000; {SYNTHETIC_DEFAULT_EPOCHS} on SYNTHETIC)")
@@ -108,7 +109,7 @@ def cmd_train(args) -> int:
     synthetic = args.dataset.upper() == "SYNTHETIC"
     overrides = {"degree": args.degree or _default_degree(args.imbalance), "seed": args.seed,
                  "split_protocol": args.split_protocol}
-    overrides["runs"] = args.runs if args.runs is not None else (5 if synthetic else 20)
+    overrides["runs"] = args.runs if args.runs is not None else (SYNTHETIC_DEFAULT_RUNS if synthetic else 20)
     if args.epochs is not None:
         overrides["epochs"] = args.epochs
     elif synthetic:
