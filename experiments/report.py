@@ -117,7 +117,7 @@ def plot(table: Table, cells: dict, paper: dict, path: pathlib.Path) -> None:
     datasets = [d for d in table.datasets if any((d, v.name) in cells for v in table.variants)]
     if not datasets:
         return
-    fig, axes = plt.subplots(1, len(datasets), figsize=(3.2 * len(datasets), 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, len(datasets), figsize=(max(3.2 * len(datasets), 6.0), 3.8), squeeze=False)
     colors = plt.rcParams["axes.prop_cycle"].by_key()["color"]
     for ax, dataset in zip(axes[0], datasets):
         for i, variant in enumerate(table.variants):
@@ -138,8 +138,8 @@ def plot(table: Table, cells: dict, paper: dict, path: pathlib.Path) -> None:
         ax.set_xticks(range(len(table.variants)))
         ax.set_xticklabels([v.name for v in table.variants], rotation=60, ha="right", fontsize=7)
         ax.set_ylabel("test Macro-F1 (%)", fontsize=8)
-    fig.suptitle(f"{table.name}: per-seed Macro-F1 (points, bar = our mean); "
-                 "paper mean ± std (band, dashed)", fontsize=9)
+    fig.suptitle(f"{table.name}: per-seed Macro-F1 (points; bar = our mean)\n"
+                 "paper mean ± std (band; dashed = paper mean)", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

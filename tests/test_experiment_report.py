@@ -1,0 +1,72 @@
+"""The experiment report: paper lookup, paired Wilcoxon p-value, markdown and plot."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import sys
+
+import numpy as np
+import pytest
+
+sys.path.insert(0, str(pathlib.Path(__file__).resolve().parents[1] / "experiments"))
+
+import report  # noqa: E402
+from tables import TABLES  # noqa: E402
+
+PAPER = {
+    "table_class_imbalance": {
+        "UniImb": {"PROTEINS": {"macro_f1": [70.0, 5.0], "micro_f1": [74.0, 4.0]}},
+        "GIN (up-sampling)": {"PROTEINS": {"macro_f1": [65.0, 2.0], "micro_f1": [71.0, 3.0]}},
+    }
+}
+
+
+def _results(values, method, preset):
+    per_seed = [{"seed": i, "macro_f1": v, "micro_f1": v + 1, "diverged": False, "epochs_run": 30}
+                for i, v in enumerate(values)]
+    return {
+        "dataset": "PROTEINS", "method": method, "preset": preset, "runs": len(values),
+        "epochs": 50, "per_seed": per_seed, "wall_time_s": 12.0, "device": "cpu: test",
+        "git_commit": "abc",
+        "summary": {
+            "macro_f1": {"mean": float(np.mean(values)), "std": float(np.std(values)), "n": len(values)},
+            "micro_f1": {"mean": float(np.mean(values)) + 1, "std": float(np.std(values)), "n": len(values)},
+        },
+    }
+
+
+def test_report_compares_with_the_paper_and_tests_paired_seeds(tmp_path):
+    rng = np.random.default_rng(0)
+    base = rng.normal(50, 3, 20)
+    ours = base + 10 + rng.normal(0, 1, 20)
+    for name, vals, method in (("uniimb-reference", ours, "uniimb"),
+                               ("gin-upsample", base, "gin-upsample")):
+        d = tmp_path / "class" / "PROTEINS" / name
+        d.mkdir(parents=True)
+        (d / "results.json").write_text(json.dumps(_results(list(vals), method, "reference")))
+    paper_path = tmp_path / "paper.json"
+    paper_path.write_text(json.dumps(PAPER))
+    text = report.write_report("class", tmp_path, paper_path)
+    row = next(l for l in text.splitlines() if "| uniimb-reference |" in l)
+    assert f"{np.mean(ours):.2f} ± {np.std(ours):.2f}" in row
+    assert "70.00 ± 5.00" in row
+    assert f"{(np.mean(ours) - 70.0) / 5.0:+.1f}" in row
+    from scipy.stats import wilcoxon
+
+    assert f"{wilcoxon(ours - base).pvalue:.2g}" in row
+    base_row = next(l for l in text.splitlines() if "| gin-upsample |" in l)
+    assert "65.00 ± 2.00" in base_row
+    assert (tmp_path / "class" / "macro_f1.png").stat().st_size > 1000
+
+
+def test_paper_lookup_for_every_table_variant():
+    paper = json.loads(report.PAPER.read_text()) if report.PAPER.exists() else None
+    if paper is None:
+        pytest.skip(f"{report.PAPER} not found")
+    for table in TABLES.values():
+        for dataset in table.datasets:
+            for variant in table.variants:
+                got = report.paper_number(paper, table, variant, dataset, "macro_f1")
+                if variant.paper_row is not None or table.name == "intertwined" and variant.method == "uniimb":
+                    assert got is not None, (table.name, dataset, variant.name)
