@@ -13,7 +13,8 @@ Modes (``ModelConfig.perturbation``):
 * ``"corrected"``: straight-through Bernoulli masks. The forward pass uses hard 0/1 masks
   (each edge kept with probability ``1 - p_g``, each node with ``1 - r_g``); the backward
   pass treats the mask as its keep probability (``z + q - stop_gradient(q)``), so the loss
-  gradient reaches the MLP. Training only; at evaluation the graphs are left intact.
+  gradient reaches the MLP. Random only in training; evaluation uses the expected masks
+  (the keep probabilities), as dropout rescales at inference.
 
 Note that a perturbation learned by minimising the training loss alone is pulled towards
 perturbing less; the corrected mode fixes the broken gradient path, not that incentive.
@@ -98,7 +99,8 @@ class GraphPerturbation(nn.Module):
 
         Returns:
           A :class:`Perturbation`; with ``mode="corrected"`` and ``train=False`` the masks are
-          just the padding masks and no ``"perturb"`` key is needed.
+          the expected ones (keep probabilities times the padding masks) and no
+          ``"perturb"`` key is needed.
         """
         if self.mode not in MODES:
             raise ConfigError(f"perturbation={self.mode!r} is not valid; expected one of {MODES}")
@@ -115,7 +117,14 @@ class GraphPerturbation(nn.Module):
         edge_real = batch.edge_mask.astype(jnp.float32)
         node_real = batch.node_mask.astype(jnp.float32)
         if self.mode == "corrected" and not train:
-            return Perturbation(edge_real, node_real, p_drop, r_mask)
+            # No randomness at evaluation, but the expected masks rather than none: like
+            # dropout's rescaling, this keeps the sum aggregates (and the BatchNorm running
+            # statistics gathered on perturbed training graphs) on the scale the network was
+            # trained at. Each graph's ratios depend on its own degree only, so a prediction
+            # still does not depend on its batch neighbours.
+            keep_edge = (1.0 - p_drop)[batch.node_graph[g.senders]]
+            keep_node = (1.0 - r_mask)[batch.node_graph]
+            return Perturbation(keep_edge * edge_real, keep_node * node_real, p_drop, r_mask)
 
         key = self.make_rng("perturb")
         k_edge, k_node = jax.random.split(key)
