@@ -8,8 +8,9 @@ Presets:
   * ``reference``: the published code's behaviour (perturbation with detached ratios and
     active at evaluation, bias updated once per epoch with the target lacking the head factor,
     prototype values rebuilt from every evaluation batch).
-  * ``corrected``: our fixes (learned perturbation, training only; per-step bias update with
-    the correct target; batch-independent inference from EMA prototype values).
+  * ``corrected``: our fixes (learned perturbation, random in training and its expected
+    masks at evaluation; per-step bias update with the correct target; batch-independent
+    inference from EMA prototype values).
 Both share the per-dataset hyper-parameters of the table below.
 """
 

@@ -10,7 +10,7 @@ away:
 field            "reference"                       "corrected"
 ===============  ================================  =========================================
 perturbation     ratios detached, hard masks,      straight-through masks (the MLP learns),
-                 also active at evaluation         training only
+                 also active at evaluation         random in training; expected at eval
 bias_update      once per epoch, last batch,       every step, that step's counts, target
                  target ``2*B*K2*u_k``             ``(selections made) * u_k``
 inference        prototype values rebuilt from     EMA of the training batches' values, so a
