@@ -22,7 +22,9 @@ SCORE_KEYS = ("macro_f1", "micro_f1", "balanced_accuracy", "auroc", "best_epoch"
 
 @pytest.fixture(scope="module")
 def sweep_setup():
-    prep = prepare_run(smoke_config(runs=3, epochs=6, early_stop_window=50))
+    # Early stopping off: these tests count epochs, and the reference rule may fire for a
+    # seed after epoch epochs // 2 depending on its (platform-dependent) loss curve.
+    prep = prepare_run(smoke_config(runs=3, epochs=6, early_stopping=False))
     return prep, Sweep(prep)
 
 
