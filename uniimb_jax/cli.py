@@ -53,6 +53,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3)")
     t.add_argument("--u-dist", default=None, help="target usage distribution: uniform|zipf|exponential|poisson")
     t.add_argument("--epochs-per-call", type=int, default=None, help="epochs per device call / checkpoint")
+    t.add_argument("--seeds-per-group", type=int, default=None, metavar="K",
+                   help="compute K seeds side by side, the groups in turn (default: all at once); "
+                        "bounds memory, e.g. COLLAB on a CPU")
     t.add_argument("--workdir", default=None, help="output directory (default runs/<dataset>-<setting>-<method>-<preset>)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--devices", default=None, metavar="N|all",
@@ -120,6 +123,8 @@ def cmd_train(args) -> int:
         overrides["learning_rate"] = args.lr
     if args.epochs_per_call is not None:
         overrides["epochs_per_call"] = args.epochs_per_call
+    if args.seeds_per_group is not None:
+        overrides["seeds_per_group"] = args.seeds_per_group
     model_overrides = {"u_dist": args.u_dist} if args.u_dist else None
     cfg = config_lib.make_config(
         args.dataset.upper() if synthetic else args.dataset, args.imbalance,

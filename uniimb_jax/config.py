@@ -98,6 +98,10 @@ class TrainConfig:
     # a long graph-size tail; see uniimb_jax.data.batching.quantile_budget).
     budget: str = "quantile"
     budget_quantile: float = 0.95
+    # Seeds computed side by side: 0 = all of them (one vmap); k > 0 = groups of k seeds
+    # vmapped, the groups one after another inside the same compiled call (lax.map), so
+    # activation memory scales with k instead of runs (COLLAB on a CPU: 20 seeds > 13 GB).
+    seeds_per_group: int = 0
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     # Synthetic-dataset size (only used when dataset == "SYNTHETIC").
     synthetic_graphs: int = 600
@@ -152,6 +156,11 @@ def validate_config(cfg: TrainConfig, *, num_graphs: Optional[int] = None) -> No
     _check_positive("early_stop_window", cfg.early_stop_window)
     _check_positive("epochs_per_call", cfg.epochs_per_call)
     _check_positive("synthetic_graphs", cfg.synthetic_graphs)
+    if not isinstance(cfg.seeds_per_group, int) or cfg.seeds_per_group < 0:
+        raise ConfigError(
+            f"seeds_per_group={cfg.seeds_per_group!r} is out of range; expected an integer "
+            f">= 0 (0 = every seed at once)"
+        )
     if not 0.0 < cfg.budget_quantile <= 1.0:
         raise ConfigError(
             f"budget_quantile={cfg.budget_quantile!r} is out of range; expected 0 < q <= 1"

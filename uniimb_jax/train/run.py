@@ -266,13 +266,14 @@ class Sweep:
         # jit(vmap(...)) over seeds; with a mesh, each device runs it on its own seeds (the
         # state stays split over the devices, records and scores come back replicated).
         mesh = prep.mesh
-        self.init = sharding_lib.seed_jit(eng.init_state, (0, None), mesh)
+        group = prep.cfg.seeds_per_group
+        self.init = sharding_lib.seed_jit(eng.init_state, (0, None), mesh, group_size=group)
         self.run_epochs = sharding_lib.seed_jit(
             lambda s, d, dd: eng.run_epochs(s, d, dd, epochs_per_call), (0, 0, None), mesh,
-            out=("seeds", "replicated"), donate_argnums=0,
+            out=("seeds", "replicated"), donate_argnums=0, group_size=group,
         )
         self.final_scores = sharding_lib.seed_jit(
-            eng.final_scores, (0, 0, None), mesh, out="replicated"
+            eng.final_scores, (0, 0, None), mesh, out="replicated", group_size=group
         )
 
 
@@ -342,6 +343,11 @@ def _write_json_atomic(path: pathlib.Path, obj: Any) -> None:
         raise UniImbError(f"cannot write {path}: {err}") from err
 
 
+# TrainConfig fields that change how a run is computed but not its results (up to
+# floating-point rounding); resuming with a different value is allowed.
+EXECUTION_ONLY_FIELDS = ("seeds_per_group",)
+
+
 def _check_config_matches(workdir: pathlib.Path, cfg: TrainConfig) -> None:
     path = workdir / "config.json"
     if not path.exists():
@@ -350,8 +356,14 @@ def _check_config_matches(workdir: pathlib.Path, cfg: TrainConfig) -> None:
         saved = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
         raise UniImbError(f"{path} is unreadable ({err}); use a fresh --workdir") from None
-    if saved != json.loads(cfg.to_json()):
-        diff = sorted(k for k in set(saved) | set(cfg.to_dict()) if saved.get(k) != json.loads(cfg.to_json()).get(k))
+    current = json.loads(cfg.to_json())
+    for key in EXECUTION_ONLY_FIELDS:
+        # How the seeds are computed, not what: a resume may change it (e.g. smaller seed
+        # groups after running out of memory), and older config.json files lack it.
+        saved.pop(key, None)
+        current.pop(key, None)
+    if saved != current:
+        diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
         raise ConfigError(
             f"{path} holds a different configuration (fields {diff}); resuming would mix runs. "
             f"Use a fresh --workdir or the same arguments."

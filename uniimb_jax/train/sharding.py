@@ -185,6 +185,7 @@ def seed_jit(
     *,
     out: Any = "seeds",
     donate_argnums: Union[int, tuple[int, ...]] = (),
+    group_size: int = 0,
 ) -> Callable:
     """``jax.jit(jax.vmap(fn, in_axes))``, each device running it on its own seeds.
 
@@ -206,8 +207,10 @@ def seed_jit(
         small per-epoch records and final scores, which every process then reads with
         ``np.asarray``; a multi-host array is otherwise not readable outside its shards).
       donate_argnums: as for :func:`jax.jit`.
+      group_size: 0 vmaps over every seed (of each device); ``k > 0`` vmaps over groups of
+        ``k`` seeds and runs the groups one after another (:func:`seed_groups`).
     """
-    vmapped = jax.vmap(fn, in_axes=in_axes)
+    vmapped = seed_groups(fn, in_axes, group_size)
     if mesh is None:
         return jax.jit(vmapped, donate_argnums=donate_argnums)
     spec = lambda axis: PartitionSpec() if axis is None else PartitionSpec(SEED_AXIS)
@@ -228,6 +231,37 @@ def seed_jit(
         out_shardings=jax.tree.map(place.__getitem__, out),
         donate_argnums=donate_argnums,
     )
+
+
+def seed_groups(fn: Callable, in_axes: tuple, group_size: int = 0) -> Callable:
+    """``jax.vmap(fn, in_axes)``, or the same map computed ``group_size`` seeds at a time.
+
+    With ``group_size = k > 0`` the seed axis is processed by ``jax.lax.map(...,
+    batch_size=k)``: groups of ``k`` seeds are vmapped and the groups follow each other in a
+    loop inside the compiled program (a last, smaller group takes the remainder). Every
+    seed computes what it computes under the plain vmap; only the peak memory (activations
+    of ``k`` seeds instead of all) and the parallelism change. Floating-point results can
+    differ in the last bits, since XLA may schedule a ``k``-wide batch differently.
+    """
+    if not isinstance(group_size, int) or group_size < 0:
+        raise ValueError(f"group_size={group_size!r}; expected an integer >= 0")
+    vmapped = jax.vmap(fn, in_axes=in_axes)
+    if group_size == 0:
+        return vmapped
+
+    def grouped(*args):
+        seeds = tuple(a for a, ax in zip(args, in_axes) if ax == 0)
+        num_seeds = jax.tree.leaves(seeds)[0].shape[0]
+        if group_size >= num_seeds:
+            return vmapped(*args)
+
+        def one_seed(per_seed):
+            it = iter(per_seed)
+            return fn(*(next(it) if ax == 0 else a for a, ax in zip(args, in_axes)))
+
+        return jax.lax.map(one_seed, seeds, batch_size=group_size)
+
+    return grouped
 
 
 # --------------------------------------------------------------------- padding
