@@ -21,13 +21,14 @@ Backbone (METHOD.md §2.2, reference: 5-layer GIN, hidden 128, sum pooling)::
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 
 from uniimb_jax.errors import ConfigError
+from uniimb_jax.models.edge_sum import edge_sum
 
 
 class MessageGraph(NamedTuple):
@@ -38,18 +39,27 @@ class MessageGraph(NamedTuple):
       receivers: ``[n_edge] int32`` target node.
       edge_weight: ``[n_edge] float32`` message weight; 0 masks an edge out.
       node_mask: ``[n_node] bool`` True for nodes of real graphs.
+      num_edges: ``[] int32`` or None: every edge from this index on has weight 0 (the
+        padding tail of the batch), so message passing may stop there
+        (:func:`uniimb_jax.models.edge_sum.edge_sum`); None = pass over every edge.
     """
 
     senders: jax.Array
     receivers: jax.Array
     edge_weight: jax.Array
     node_mask: jax.Array
+    num_edges: Optional[jax.Array] = None
+
+
+def real_edge_count(edge_mask: jax.Array) -> jax.Array:
+    """``[] int32``: one past the last True of ``edge_mask [n_edge] bool`` (0 if none)."""
+    positions = jnp.arange(1, edge_mask.shape[0] + 1, dtype=jnp.int32)
+    return jnp.max(jnp.where(edge_mask, positions, 0), initial=0)
 
 
 def aggregate(h: jax.Array, graph: MessageGraph) -> jax.Array:
     """``[n_node, D]`` weighted sum of incoming messages: ``sum_{e: s->i} w_e h_s``."""
-    messages = h[graph.senders] * graph.edge_weight[:, None].astype(h.dtype)
-    return jax.ops.segment_sum(messages, graph.receivers, num_segments=h.shape[0])
+    return edge_sum(h, graph.senders, graph.receivers, graph.edge_weight, graph.num_edges)
 
 
 def weighted_in_degree(graph: MessageGraph, n_node: int) -> jax.Array:
@@ -104,7 +114,7 @@ class GCNLayer(nn.Module):
         deg = 1.0 + weighted_in_degree(graph, n_node)  # 1 = the self loop
         inv_sqrt = jax.lax.rsqrt(deg)
         w = graph.edge_weight * inv_sqrt[graph.senders] * inv_sqrt[graph.receivers]
-        msg = jax.ops.segment_sum(z[graph.senders] * w[:, None], graph.receivers, n_node)
+        msg = edge_sum(z, graph.senders, graph.receivers, w, graph.num_edges)
         z = msg + z * (inv_sqrt * inv_sqrt)[:, None]
         z = z + self.param("bias", nn.initializers.zeros_init(), (self.features,))
         z = nn.relu(_batch_norm(z, graph.node_mask, train, "bn"))

