@@ -6,7 +6,8 @@
         --data-dir ../shared/data/tu
 
 Run each setting in its own process: the peak resident memory (``ru_maxrss``) is the
-process's. Reference preset, class imbalance, one epoch per device call; prints one line.
+process's. ``--full-edge-budget`` measures the message passing before the chunked
+``edge_sum`` (one segment sum over the whole edge budget). Reference preset, class imbalance, one epoch per device call; prints one line.
 """
 
 from __future__ import annotations
@@ -29,7 +30,14 @@ def main(argv=None) -> int:
     p.add_argument("--seeds", type=int, default=4)
     p.add_argument("--seeds-per-group", type=int, default=0)
     p.add_argument("--data-dir", default=os.environ.get("UNIIMB_DATA_DIR"))
+    p.add_argument("--full-edge-budget", action="store_true",
+                   help="sum messages over the whole edge budget (the message passing before "
+                        "the chunked edge_sum), for a before/after comparison")
     args = p.parse_args(argv)
+    if args.full_edge_budget:
+        from uniimb_jax.models import model as model_lib
+
+        model_lib.real_edge_count = lambda edge_mask: None
     cfg = make_config(args.dataset, "class", preset="reference", runs=args.seeds, epochs=10**6,
                       early_stopping=False, epochs_per_call=1,
                       seeds_per_group=args.seeds_per_group)
@@ -43,7 +51,8 @@ def main(argv=None) -> int:
         jax.block_until_ready(state)
         timings.append(time.perf_counter() - t)
     rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(f"{args.dataset} seeds={args.seeds} seeds_per_group={args.seeds_per_group}: "
+    print(f"{args.dataset} seeds={args.seeds} seeds_per_group={args.seeds_per_group}"
+          f"{' full-edge-budget' if args.full_edge_budget else ''}: "
           f"first call {timings[0]:.1f} s, epoch {timings[1]:.1f} s, peak RSS {rss:.0f} MiB")
     return 0
 

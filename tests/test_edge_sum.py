@@ -86,3 +86,23 @@ def test_real_edge_count():
     assert int(real_edge_count(mask)) == 4
     assert int(real_edge_count(jnp.zeros(5, bool))) == 0
     assert int(real_edge_count(jnp.ones(5, bool))) == 5
+
+
+def test_nested_vmap_with_per_seed_graphs_matches_one_segment_sum():
+    # Two batch levels (e.g. seed groups inside a vmapped sweep), each seed with its own
+    # edges, weights and real-edge count: the seed-folding batching rule, applied twice.
+    counts = [[170, 5, E], [0, 64, 129]]
+    graphs = [[_graph(n, seed=3 * i + j) for j, n in enumerate(row)] for i, row in enumerate(counts)]
+    stack = lambda k: jnp.stack([jnp.stack([g[k] for g in row]) for row in graphs])
+    H, S, R, W = (stack(k) for k in range(4))
+    n = jnp.asarray(counts)
+    grad = jax.grad(_loss, argnums=(0, 3))
+    got = jax.jit(jax.vmap(jax.vmap(grad)))(H, S, R, W, n)
+    for i in range(2):
+        for j in range(3):
+            want = grad(H[i, j], S[i, j], R[i, j], W[i, j], None)
+            np.testing.assert_allclose(np.asarray(got[0][i, j]), np.asarray(want[0]),
+                                       rtol=1e-5, atol=1e-5)
+            real = np.arange(E) < counts[i][j]
+            np.testing.assert_allclose(np.asarray(got[1][i, j])[real],
+                                       np.asarray(want[1])[real], rtol=1e-5, atol=1e-5)
