@@ -39,7 +39,7 @@ def test_group_of_zero_is_plain_vmap_and_negative_is_rejected():
         seed_groups(lambda a: a, (0,), -1)
 
 
-@pytest.mark.parametrize("value", [-1, 1.5, "2"])
+@pytest.mark.parametrize("value", [-1, 1.5, "2", True])
 def test_invalid_seeds_per_group_names_the_field(value):
     with pytest.raises(ConfigError, match="seeds_per_group"):
         prepare_run(smoke_config(seeds_per_group=value))

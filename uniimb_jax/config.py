@@ -156,7 +156,8 @@ def validate_config(cfg: TrainConfig, *, num_graphs: Optional[int] = None) -> No
     _check_positive("early_stop_window", cfg.early_stop_window)
     _check_positive("epochs_per_call", cfg.epochs_per_call)
     _check_positive("synthetic_graphs", cfg.synthetic_graphs)
-    if not isinstance(cfg.seeds_per_group, int) or cfg.seeds_per_group < 0:
+    if (not isinstance(cfg.seeds_per_group, int) or isinstance(cfg.seeds_per_group, bool)
+            or cfg.seeds_per_group < 0):
         raise ConfigError(
             f"seeds_per_group={cfg.seeds_per_group!r} is out of range; expected an integer "
             f">= 0 (0 = every seed at once)"
