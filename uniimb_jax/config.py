@@ -191,6 +191,8 @@ def model_config_for(settings: DatasetSettings, method: str, preset: str) -> Mod
         k2=settings.k2,
         bias_update=preset,
         inference=preset,
+        lappe_form=preset,
+        init="torch" if preset == "reference" else "flax",
     )
 
 

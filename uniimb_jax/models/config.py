@@ -15,7 +15,16 @@ bias_update      once per epoch, last batch,       every step, that step's count
                  target ``2*B*K2*u_k``             ``(selections made) * u_k``
 inference        prototype values rebuilt from     EMA of the training batches' values, so a
                  every batch (also at evaluation)  prediction does not depend on the batch
+lappe_form       all eigenpairs, linear ``phi``:   ``lap_freqs`` eigenpairs, ``ReLU(phi)``, so
+                 ``phi(v) + phi(-v) = 2 b`` drops  the eigenvector entries count
+                 the eigenvectors
+init             PyTorch's defaults (``"torch"``)  flax's defaults (``"flax"``)
 ===============  ================================  =========================================
+
+The reference perturbation MLP also reads ``[avg_degree, avg_degree]`` (two inputs, as
+published) and is frozen at its initial weights (the published ratios leave the autograd
+graph, so torch's Adam never updates it, weight decay included); the corrected one reads
+``avg_degree`` once and learns. See ``docs/presets.md`` for the whole table.
 """
 
 from __future__ import annotations
@@ -31,6 +40,8 @@ PERTURBATIONS = ("off", "reference", "corrected")
 U_DISTRIBUTIONS = ("uniform", "zipf", "exponential", "poisson")
 BIAS_UPDATES = ("reference", "corrected")
 INFERENCES = ("reference", "corrected")
+LAPPE_FORMS = ("reference", "corrected")
+INITS = ("flax", "torch")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -46,7 +57,11 @@ class ModelConfig:
       dropout: dropout rate inside the SwiGLU FFNs.
       rwpe_steps: RWPE width ``P`` (0 = off). When on, ``x += Dense(rwpe)`` at the input and
         a parallel GIN branch on the projected RWPE is added before layers ``2..L``.
-      lap_freqs: LapPE eigenvector count ``L`` (0 = off); added after layer 1.
+      lap_freqs: LapPE eigenvector count ``L`` (0 = off); added after layer 1. With
+        ``lappe_form="reference"`` any ``L > 0`` switches LapPE on and every eigenpair of
+        the graph is used (the batch's ``lap_*`` features are not read).
+      lappe_form: ``"reference"`` (published: linear ``phi``, all eigenpairs; reduces to
+        ``Dense(n_g (2 b_phi + b_psi) + W_psi trace(L_g))``) or ``"corrected"``.
       perturbation: ``"off"``, ``"reference"`` or ``"corrected"`` (see module docstring).
       mixup: embedding mixup in training (uniimb only; ignored by ``method="gin"``).
       num_prototypes: ``K``.
@@ -59,6 +74,9 @@ class ModelConfig:
       inference: prototype values at evaluation, ``"reference"`` or ``"corrected"``.
       proto_ema_decay: EMA decay of the prototype values (corrected inference), in [0, 1).
       ib_weight: weight of the optional IB loss ``1/2 sum_k (p_k - u_k)^2`` (0 = off).
+      init: parameter initialisation, ``"flax"`` (flax's defaults: lecun-normal kernels,
+        zero biases) or ``"torch"`` (PyTorch's: every Dense kernel and bias
+        ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``; :mod:`uniimb_jax.models.torch_init`).
     """
 
     method: str = "uniimb"
@@ -80,6 +98,18 @@ class ModelConfig:
     inference: str = "corrected"
     proto_ema_decay: float = 0.99
     ib_weight: float = 0.0
+    lappe_form: str = "corrected"
+    init: str = "flax"
+
+    @property
+    def lap_feature_width(self) -> int:
+        """Width of the ``lap_*`` node features the model reads (0 for the reference form)."""
+        return self.lap_freqs if self.lappe_form == "corrected" else 0
+
+    @property
+    def frozen_perturbation(self) -> bool:
+        """True when the perturbation MLP must never change (the reference's)."""
+        return self.method == "uniimb" and self.perturbation == "reference"
 
     @property
     def head_dim(self) -> int:
@@ -101,6 +131,8 @@ class ModelConfig:
         _choice("u_dist", self.u_dist, U_DISTRIBUTIONS)
         _choice("bias_update", self.bias_update, BIAS_UPDATES)
         _choice("inference", self.inference, INFERENCES)
+        _choice("lappe_form", self.lappe_form, LAPPE_FORMS)
+        _choice("init", self.init, INITS)
         if not isinstance(self.mixup, bool):
             raise ConfigError(f"mixup={self.mixup!r} is not valid; expected True or False")
         for name in ("num_layers", "hidden", "num_prototypes", "k1", "k2", "num_heads"):

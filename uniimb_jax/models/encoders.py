@@ -182,6 +182,49 @@ class LapPE(nn.Module):
         return _zero_padding(pe, node_mask)
 
 
+class _ScalarAffine(nn.Module):
+    """The parameters of ``nn.Dense(features)`` on a 1-wide input (``kernel [1, F]``, ``bias [F]``).
+
+    Same names, shapes and initialisers as ``nn.Dense``, so a state dict maps onto it the same
+    way; the caller combines them in closed form.
+    """
+
+    features: int
+
+    @nn.compact
+    def __call__(self) -> tuple[jax.Array, jax.Array]:
+        kernel = self.param("kernel", nn.initializers.lecun_normal(), (1, self.features))
+        bias = self.param("bias", nn.initializers.zeros_init(), (self.features,))
+        return kernel[0], bias
+
+
+class ReferenceLapPE(nn.Module):
+    """The published LapPE: every eigenpair of the graph, ``phi`` a bare Linear(1, d).
+
+    ``pe_i = Dense(sum_{k < n_g} [phi(v_ik) + phi(-v_ik) + psi(lambda_k)])``. Because ``phi``
+    is affine, ``phi(v) + phi(-v) = 2 b_phi`` whatever the eigenvector, and the sum over the
+    ``n_g`` eigenvalues of ``L_g = D - A`` is its trace, so the encoding is exactly
+
+        ``pe_i = Dense(n_g (2 b_phi + b_psi) + trace(L_g) w_psi)``
+
+    (docs/presets.md). It is computed in that closed form: no eigendecomposition, and no
+    float cancellation of ``phi(v) + phi(-v)``. ``w_phi`` exists (a state dict carries it)
+    but cannot influence the output, as in the published code.
+    """
+
+    features: int
+
+    @nn.compact
+    def __call__(self, graph_nodes, graph_trace, node_mask) -> jax.Array:
+        """``graph_nodes, graph_trace [n_node] float32`` (``n_g``, ``trace(L_g)`` of each
+        node's graph) ``-> [n_node, features] float32``."""
+        _, b_phi = _ScalarAffine(self.features, name="phi")()
+        w_psi, b_psi = _ScalarAffine(self.features, name="psi")()
+        pooled = graph_nodes[:, None] * (2.0 * b_phi + b_psi) + graph_trace[:, None] * w_psi
+        pe = nn.Dense(self.features, name="out")(pooled)
+        return _zero_padding(pe, node_mask)
+
+
 class GraphEncoder(nn.Module):
     """Node embeddings of the main branch, with the RWPE branch and LapPE (module docstring).
 
@@ -191,6 +234,8 @@ class GraphEncoder(nn.Module):
       hidden: output width.
       rwpe_steps: expected RWPE width (0 = off).
       lap_freqs: expected LapPE width (0 = off).
+      lappe_form: ``"corrected"`` (:class:`LapPE`, ``lap = (vec, val, mask)``) or
+        ``"reference"`` (:class:`ReferenceLapPE`, ``lap = (graph_nodes, graph_trace)``).
     """
 
     layer: str
@@ -198,6 +243,7 @@ class GraphEncoder(nn.Module):
     hidden: int
     rwpe_steps: int = 0
     lap_freqs: int = 0
+    lappe_form: str = "corrected"
 
     @nn.compact
     def __call__(
@@ -215,8 +261,9 @@ class GraphEncoder(nn.Module):
           x: ``[n_node, F] float32`` node features (already perturbed).
           graph: connectivity and masks.
           rwpe: ``[n_node, rwpe_steps] float32`` when ``rwpe_steps > 0``.
-          lap: ``(lap_vec, lap_val, lap_mask)``, each ``[n_node, lap_freqs] float32``, when
-            ``lap_freqs > 0``.
+          lap: when ``lap_freqs > 0``: ``(lap_vec, lap_val, lap_mask)``, each
+            ``[n_node, lap_freqs] float32`` (corrected form), or ``(graph_nodes,
+            graph_trace)``, each ``[n_node] float32`` (reference form).
           train: BatchNorm uses batch statistics (and updates ``batch_stats``) when True.
 
         Returns:
@@ -231,7 +278,13 @@ class GraphEncoder(nn.Module):
             p = _zero_padding(p, graph.node_mask)
             x = x + p
         h = cls(self.hidden, name="layer_0")(x, graph, train=train)
-        if self.lap_freqs:
+        if self.lap_freqs and self.lappe_form == "reference":
+            if lap is None or len(lap) != 2:
+                raise ConfigError(
+                    "lappe_form='reference' needs lap=(graph_nodes, graph_trace), each [n_node]"
+                )
+            h = h + ReferenceLapPE(self.hidden, name="lap_pe")(*lap, graph.node_mask)
+        elif self.lap_freqs:
             for name, arr in zip(("lap_vec", "lap_val", "lap_mask"), lap or (None,) * 3):
                 _check_width(name, arr, self.lap_freqs)
             h = h + LapPE(self.hidden, name="lap_pe")(*lap, graph.node_mask)
@@ -259,6 +312,7 @@ def create_backbone(
     hidden: int,
     rwpe_steps: int = 0,
     lap_freqs: int = 0,
+    lappe_form: str = "corrected",
     module_name: str | None = None,
 ) -> GraphEncoder:
     """A :class:`GraphEncoder` of ``name`` layers (Flax submodule name ``module_name``).
@@ -275,8 +329,24 @@ def create_backbone(
         hidden=hidden,
         rwpe_steps=rwpe_steps,
         lap_freqs=lap_freqs,
+        lappe_form=lappe_form,
         name=module_name,
     )
+
+
+def graph_size_and_trace(
+    node_graph: jax.Array, node_mask: jax.Array, senders: jax.Array, receivers: jax.Array,
+    edge_mask: jax.Array, n_graph: int,
+) -> tuple[jax.Array, jax.Array]:
+    """``(n_g, trace(L_g))`` of every node's graph, each ``[n_node] float32``.
+
+    ``trace(D - A) = sum_i deg_i`` = the graph's real directed edges without self-loops, for
+    graphs stored with both directions of every edge (all TU datasets are: tested).
+    """
+    n_g = jax.ops.segment_sum(node_mask.astype(jnp.float32), node_graph, n_graph)
+    off_diag = (edge_mask & (senders != receivers)).astype(jnp.float32)
+    trace = jax.ops.segment_sum(off_diag, node_graph[senders], n_graph)
+    return n_g[node_graph], trace[node_graph]
 
 
 def sum_pool(h: jax.Array, node_graph: jax.Array, n_graph: int) -> jax.Array:

@@ -57,7 +57,13 @@ from uniimb_jax.data.batch import GraphBatch
 from uniimb_jax.errors import ConfigError
 from uniimb_jax.models.balancing import PrototypeState
 from uniimb_jax.models.config import METHODS, ModelConfig
-from uniimb_jax.models.encoders import MessageGraph, create_backbone, real_edge_count, sum_pool
+from uniimb_jax.models.encoders import (
+    MessageGraph,
+    create_backbone,
+    graph_size_and_trace,
+    real_edge_count,
+    sum_pool,
+)
 from uniimb_jax.models.mixup import mix_embeddings
 from uniimb_jax.models.perturbation import GraphPerturbation
 from uniimb_jax.models.prototype import DynamicBalancedPrototype, SwiGLUFFN
@@ -95,7 +101,8 @@ class UniImbModel(nn.Module):
 
     @nn.compact
     def __call__(
-        self, batch: GraphBatch, proto: PrototypeState, *, train: bool
+        self, batch: GraphBatch, proto: PrototypeState, *, train: bool,
+        perturbation_masks: tuple[jax.Array, jax.Array] | None = None,
     ) -> tuple[jax.Array, dict[str, jax.Array]]:
         """Classifies every graph slot of ``batch``.
 
@@ -103,6 +110,8 @@ class UniImbModel(nn.Module):
           batch: padded batch (``n_graph = B + 1`` slots, masks included).
           proto: prototype state (selection bias, EMA values); unused by ``method="gin"``.
           train: training mode (dropout, BatchNorm batch statistics, perturbation, mixup).
+          perturbation_masks: optional ``(edge_keep [n_edge], node_keep [n_node])`` applied
+            instead of the perturbation's random draws (replaying recorded draws).
 
         Returns:
           ``logits [n_graph, C] float32`` (padding slots hold meaningless values; mask them
@@ -117,7 +126,9 @@ class UniImbModel(nn.Module):
         edge_weight = batch.edge_mask.astype(jnp.float32)
         node_keep = batch.node_mask.astype(jnp.float32)
         if cfg.perturbation != "off":
-            pert = GraphPerturbation(cfg.perturbation, name="perturbation")(batch, train=train)
+            pert = GraphPerturbation(cfg.perturbation, name="perturbation")(
+                batch, train=train, masks=perturbation_masks
+            )
             edge_weight, node_keep = pert.edge_weight, pert.node_keep
             aux["edge_drop_ratio"] = _masked_mean(pert.edge_drop_ratio, batch.graph_mask)
             aux["node_mask_ratio"] = _masked_mean(pert.node_mask_ratio, batch.graph_mask)
@@ -133,10 +144,15 @@ class UniImbModel(nn.Module):
             hidden=cfg.hidden,
             rwpe_steps=cfg.rwpe_steps,
             lap_freqs=cfg.lap_freqs,
+            lappe_form=cfg.lappe_form,
             module_name="encoder",
         )
         lap = None
-        if cfg.lap_freqs:
+        if cfg.lap_freqs and cfg.lappe_form == "reference":
+            # From the unperturbed graph: the published eigenpairs are precomputed per dataset.
+            lap = graph_size_and_trace(batch.node_graph, batch.node_mask, g.senders,
+                                       g.receivers, batch.edge_mask, batch.n_graph)
+        elif cfg.lap_freqs:
             lap = tuple(
                 jnp.asarray(nodes[name], jnp.float32)
                 for name in (batch_lib.NODE_LAP_VEC, batch_lib.NODE_LAP_VAL,
@@ -145,6 +161,7 @@ class UniImbModel(nn.Module):
         rwpe = jnp.asarray(nodes[batch_lib.NODE_RWPE], jnp.float32) if cfg.rwpe_steps else None
         h = encoder(x, graph, rwpe=rwpe, lap=lap, train=train)
         emb = sum_pool(h, batch.node_graph, batch.n_graph)  # [n_graph, d]
+        self.sow("intermediates", "graph_emb", emb)
 
         if cfg.method == "gin":
             logits = nn.Dense(self.num_classes, name="classifier")(emb)
@@ -157,11 +174,13 @@ class UniImbModel(nn.Module):
             mixed = mix_embeddings(self.make_rng("mixup"), emb, batch.graph_mask)
             rows, row_mask = mixed.rows, mixed.row_mask
         z = SwiGLUFFN(cfg.hidden, cfg.dropout, name="encoder_ffn")(rows, train=train)
+        self.sow("intermediates", "encoder_out", z)
         z, stats = DynamicBalancedPrototype(
             cfg.num_prototypes, cfg.k1, cfg.k2, cfg.num_heads, cfg.inference, cfg.dropout,
             name="dbp",
         )(z, row_mask, proto, train=train)
         gate_out = self.param("gate_out", nn.initializers.zeros_init(), ())
+        self.sow("intermediates", "dbp_out", z)
         z = nn.sigmoid(gate_out) * z
         logits = SwiGLUFFN(self.num_classes, cfg.dropout, name="decoder_ffn")(z, train=train)
         aux.update(

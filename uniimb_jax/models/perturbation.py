@@ -6,7 +6,9 @@ The whole batch is perturbed at once with segment ops and gathers, no per-graph 
 
 Modes (``ModelConfig.perturbation``):
 
-* ``"reference"``: the ratios pass through ``stop_gradient`` (the published MLP never learns);
+* ``"reference"``: the MLP reads ``[avg_degree, avg_degree]`` (two inputs, as published);
+  the ratios pass through ``stop_gradient`` (the published MLP never learns, and the
+  optimizer leaves its weights alone: :func:`uniimb_jax.train.optim.make_optimizer`);
   each edge is dropped independently with probability ``p_g``; exactly ``floor(n_g r_g)``
   nodes of graph ``g``, drawn uniformly, get their features zeroed; active in training
   **and** at evaluation (``train=False``), like the public code.
@@ -21,6 +23,10 @@ perturbing less; the corrected mode fixes the broken gradient path, not that inc
 
 RNG streams: ``"perturb"`` (masks; needed whenever masks are drawn) and ``"dropout"`` (the
 MLP's dropout, training only).
+
+Replay: ``masks=(edge_keep, node_keep)`` applies given 0/1 masks instead of drawing them (the
+ratios are still computed), e.g. the draws recorded from the official code
+(tests/test_golden.py).
 """
 
 from __future__ import annotations
@@ -94,8 +100,17 @@ class GraphPerturbation(nn.Module):
     mode: str
 
     @nn.compact
-    def __call__(self, batch: GraphBatch, *, train: bool) -> Perturbation:
+    def __call__(
+        self, batch: GraphBatch, *, train: bool,
+        masks: tuple[jax.Array, jax.Array] | None = None,
+    ) -> Perturbation:
         """Draws the perturbation of ``batch``.
+
+        Args:
+          batch: the padded batch.
+          train: training mode (MLP dropout; corrected mode draws only in training).
+          masks: optional ``(edge_keep [n_edge], node_keep [n_node]) float32`` to apply
+            instead of random draws (1 = keep).
 
         Returns:
           A :class:`Perturbation`; with ``mode="corrected"`` and ``train=False`` the masks are
@@ -107,15 +122,21 @@ class GraphPerturbation(nn.Module):
         g = batch.graphs
         n_graph = batch.n_graph
         deg = average_degree(batch)[:, None]
+        if self.mode == "reference":
+            deg = jnp.concatenate([deg, deg], axis=-1)  # the published input [d, d]
         z = nn.relu(nn.Dense(MLP_HIDDEN, name="dense_0")(deg))
         z = nn.Dropout(MLP_DROPOUT, deterministic=not train)(z)
         ratios = nn.sigmoid(nn.Dense(2, name="dense_1")(z))  # [n_graph, 2]
+        self.sow("intermediates", "ratios", ratios)
         if self.mode == "reference":
             ratios = jax.lax.stop_gradient(ratios)
         p_drop, r_mask = ratios[:, 0], ratios[:, 1]
 
         edge_real = batch.edge_mask.astype(jnp.float32)
         node_real = batch.node_mask.astype(jnp.float32)
+        if masks is not None:
+            edge_keep, node_keep = (jnp.asarray(m, jnp.float32) for m in masks)
+            return Perturbation(edge_keep * edge_real, node_keep * node_real, p_drop, r_mask)
         if self.mode == "corrected" and not train:
             # No randomness at evaluation, but the expected masks rather than none: like
             # dropout's rescaling, this keeps the sum aggregates (and the BatchNorm running

@@ -125,11 +125,14 @@ class BalancedRouting(nn.Module):
         # indices leave this block, so no gradient can reach the bias (or the scores).
         sel_scores = jax.lax.stop_gradient(nn.sigmoid(a) + proto.bias)
         _, sel_idx = jax.lax.top_k(sel_scores, self.k2)  # [N, h, K2]
+        self.sow("intermediates", "attn", a)
+        self.sow("intermediates", "topk2_prototypes", sel_idx)
         sel = jnp.sum(jax.nn.one_hot(sel_idx, k, dtype=jnp.float32), axis=-2) > 0  # [N, h, K]
 
         # Gathering: per (head, prototype), the K1 real rows with the largest scores.
         gather_scores = jnp.where(valid, jax.lax.stop_gradient(a), -jnp.inf)
         _, pick_idx = jax.lax.top_k(jnp.transpose(gather_scores, (1, 2, 0)), self.k1)
+        self.sow("intermediates", "topk1_rows", pick_idx)  # [h, K, K1]
         pick = jnp.sum(jax.nn.one_hot(pick_idx, n, dtype=jnp.float32), axis=-2) > 0  # [h, K, N]
         pick = jnp.transpose(pick, (2, 0, 1)) & valid  # [N, h, K]; drops padded picks
 
@@ -148,6 +151,7 @@ class BalancedRouting(nn.Module):
         read = jax.nn.softmax(jnp.where(sel, a, -jnp.inf), axis=-1)  # [N, h, K]
         r = jnp.einsum("nhk,khd->nhd", read, proto_values)
         out = nn.sigmoid(alpha) * value + nn.sigmoid(beta) * r
+        self.sow("intermediates", "proto_values", proto_values)
 
         valid_f = valid.astype(jnp.float32)
         usage = jnp.sum(sel.astype(jnp.float32) * valid_f, axis=(0, 1))

@@ -28,7 +28,8 @@ from uniimb_jax.models import balancing
 from uniimb_jax.models.model import create_model
 from uniimb_jax.train import early_stopping as es
 from uniimb_jax.train import metrics as metrics_lib
-from uniimb_jax.train.optim import make_optimizer
+from uniimb_jax.models.torch_init import torch_default_init
+from uniimb_jax.train.optim import frozen_parameters, make_optimizer
 from uniimb_jax.train.state import SeedData, TrainState
 
 _SHUFFLE, _STEP, _EVAL = 0, 1, 2
@@ -69,7 +70,9 @@ class Engine:
         self.cfg = cfg
         self.spec = spec
         self.model = create_model(cfg.model, spec.num_classes)
-        self.tx = make_optimizer(cfg.learning_rate, cfg.weight_decay)
+        self.tx = make_optimizer(
+            cfg.learning_rate, cfg.weight_decay, frozen=frozen_parameters(cfg.model)
+        )
         self.u = balancing.u_distribution(cfg.model.u_dist, cfg.model.num_prototypes)
 
     # ------------------------------------------------------------------ helpers
@@ -92,6 +95,8 @@ class Engine:
         proto = balancing.init_prototype_state(self.cfg.model)
         variables = self.model.init(rngs, batch, proto, train=False)
         params = variables["params"]
+        if self.cfg.model.init == "torch":
+            params = torch_default_init(params, jax.random.fold_in(k_params, 1))
         batch_stats = variables.get("batch_stats", {})
         _, aux = self.model.apply(
             {"params": params, "batch_stats": batch_stats}, batch, proto, train=False,

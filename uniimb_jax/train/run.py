@@ -81,7 +81,7 @@ def node_feature_dict(ds: GraphDataset, cfg: TrainConfig, cache_dir: Optional[st
         ds,
         feature_kind=cfg.feature_kind,
         rwpe_steps=cfg.model.rwpe_steps,
-        lap_freqs=cfg.model.lap_freqs,
+        lap_freqs=cfg.model.lap_feature_width,
         cache_dir=cache_dir,
     )
     return {
