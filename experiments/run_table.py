@@ -40,7 +40,8 @@ def main(argv=None) -> int:
     p.add_argument("--variants", nargs="*", default=None, help="default: all of the table's")
     p.add_argument("--runs", type=int, default=20)
     p.add_argument("--epochs", type=int, default=1000, help="epoch budget (protocol: 1000)")
-    p.add_argument("--early-stop-window", type=int, default=200)
+    p.add_argument("--early-stop-window", type=int, default=None,
+                   help="default: the preset's (200; G2GNN's GIN: 100)")
     p.add_argument("--epochs-per-call", type=int, default=10)
     p.add_argument("--data-dir", default=None)
     p.add_argument("--cache-dir", default=None)
@@ -60,11 +61,14 @@ def main(argv=None) -> int:
             if (wd / "results.json").exists():
                 print(f"[{table.name}] {dataset} {variant.name}: done, skipping")
                 continue
+            extra = {} if args.early_stop_window is None else {
+                "early_stop_window": args.early_stop_window}
             cfg = make_config(
                 dataset, table.imbalance, degree=table.degree, method=variant.method,
                 preset=variant.preset, runs=args.runs, epochs=args.epochs,
-                early_stop_window=args.early_stop_window, epochs_per_call=args.epochs_per_call,
+                epochs_per_call=args.epochs_per_call,
                 model_overrides={"u_dist": variant.u_dist} if variant.u_dist else None,
+                **extra,
             )
             print(f"[{table.name}] {dataset} {variant.name}: {args.runs} seeds, "
                   f"up to {args.epochs} epochs -> {wd}")

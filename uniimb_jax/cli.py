@@ -50,6 +50,11 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--method", default="uniimb", choices=config_lib.METHODS)
     t.add_argument("--split-protocol", default="reference", choices=config_lib.SPLIT_PROTOCOLS)
     t.add_argument("--batch-size", type=int, default=None, help="graphs per batch (default: preset)")
+    t.add_argument("--split-file", default=None, metavar="PATH",
+                   help="one split for every seed from this JSON file (train/val/test index lists, "
+                        "the format of the reference topology splits)")
+    t.add_argument("--settings", default=None, metavar="K=..,K1=..,K2=..,batch=..,pos_enc=..,lappe=0|1,perturb=0|1",
+                   help="per-dataset settings for a dataset the preset table lacks")
     t.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3)")
     t.add_argument("--u-dist", default=None, help="target usage distribution: uniform|zipf|exponential|poisson")
     t.add_argument("--epochs-per-call", type=int, default=None, help="epochs per device call / checkpoint")
@@ -69,6 +74,14 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--process-id", type=int, default=None,
                    help="multi-host without SLURM/MPI: index of this process, 0..N-1")
     _add_data_args(t)
+
+    ev = sub.add_parser("evaluate", help="re-score a run's selected models (docs/evaluation.md)")
+    ev.add_argument("--workdir", required=True, help="work directory of a `uniimb train` run")
+    ev.add_argument("--order", default="all", choices=("all", "official", "shuffled", "independent"),
+                    help="official: the run's batching; shuffled: the same test graphs in a random "
+                         "order; independent: batch-independent inference (default: all three)")
+    ev.add_argument("--json", action="store_true", help="print per-seed records as JSON")
+    _add_data_args(ev)
 
     d = sub.add_parser("data", help="inspect datasets and splits")
     dsub = d.add_subparsers(dest="data_command", required=True)
@@ -125,10 +138,14 @@ def cmd_train(args) -> int:
         overrides["epochs_per_call"] = args.epochs_per_call
     if args.seeds_per_group is not None:
         overrides["seeds_per_group"] = args.seeds_per_group
+    if args.split_file is not None:
+        overrides["split_file"] = args.split_file
+    settings = config_lib.parse_settings(args.settings) if args.settings else None
     model_overrides = {"u_dist": args.u_dist} if args.u_dist else None
     cfg = config_lib.make_config(
         args.dataset.upper() if synthetic else args.dataset, args.imbalance,
-        method=args.method, preset=args.preset, model_overrides=model_overrides, **overrides,
+        method=args.method, preset=args.preset, model_overrides=model_overrides,
+        settings=settings, **overrides,
     )
     workdir = args.workdir or f"runs/{cfg.dataset}-{cfg.imbalance}-{cfg.degree}-{cfg.method}-{cfg.preset}"
     print(f"uniimb train: {cfg.dataset} {cfg.imbalance}/{cfg.degree} {cfg.method} ({cfg.preset} preset), "
@@ -141,6 +158,20 @@ def cmd_train(args) -> int:
     print(markdown_table(results))
     print(f"\nwall time {results['wall_time_s']:.1f} s on {results['device']}; "
           f"results in {workdir}/results.json")
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    from uniimb_jax.train.evaluate import evaluate_run, evaluation_table
+
+    result = evaluate_run(args.workdir, data_dir=args.data_dir, cache_dir=args.cache_dir,
+                          download=not args.offline)
+    if args.json:
+        print(json.dumps({"epoch": result["epoch"], "per_seed": result["per_seed"],
+                          "evaluations": result["evaluations"]}, indent=2))
+    else:
+        print(f"{args.workdir}: checkpoint at epoch {result['epoch']}, test set")
+        print(evaluation_table(result, args.order))
     return 0
 
 
@@ -191,6 +222,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
     try:
         if args.command == "train":
             return cmd_train(args)
+        if args.command == "evaluate":
+            return cmd_evaluate(args)
         if args.data_command == "info":
             return cmd_data_info(args)
         return cmd_data_split(args)

@@ -27,9 +27,14 @@ IMBALANCES = ("class", "topology", "intertwined")
 CLASS_DEGREES = ("extreme", "medium", "low")
 TOPOLOGY_DEGREES = ("high", "mid", "low")
 METHODS = ("uniimb", "gin", "gin-upsample", "gin-reweight")
-PRESETS = ("reference", "corrected")
+PRESETS = ("reference", "corrected", "g2gnn")
+# G2GNN's code (CIKM 2022), where the paper's GIN rows come from (docs/presets.md): weight
+# decay per baseline, lr 0.01, batch 64, early-stopping window 100, an MLP head.
+G2GNN_WEIGHT_DECAY = {"gin": 1e-3, "gin-upsample": 0.1, "gin-reweight": 1e-4}
+G2GNN_SETTINGS = dict(learning_rate=0.01, batch_size=64, early_stop_window=100)
 SPLIT_PROTOCOLS = ("reference", "corrected")
 BUDGETS = ("worst", "quantile")
+BATCHINGS = ("packed", "official")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -60,8 +65,16 @@ PRESET_TABLE: dict[tuple[str, str], DatasetSettings] = {
     ("topology", "REDDIT-BINARY"): DatasetSettings(32, 32, 16, 64, 3, False, True),
     ("topology", "COLLAB"): DatasetSettings(32, 64, 16, 128, 32, False, False),
     ("topology", "IMDB-MULTI"): DatasetSettings(16, 32, 8, 32, 16, False, False),
+    # The rows METHOD.md §2.7 lacks, from the published scripts (docs/presets.md).
+    ("class", "PTC_MR"): DatasetSettings(16, 16, 8, 16, 8, True, True),
+    ("class", "DHFR"): DatasetSettings(16, 32, 16, 32, 3, True, False),
+    ("class", "AIDS"): DatasetSettings(16, 32, 16, 32, 3, True, True),
+    ("class", "FRANKENSTEIN"): DatasetSettings(32, 32, 16, 64, 1, True, True),
+    ("class", "SYNTHIE"): DatasetSettings(16, 16, 8, 32, 3, True, True),
+    ("topology", "PTC_MR"): DatasetSettings(16, 16, 8, 16, 8, True, True),
+    ("topology", "FRANKENSTEIN"): DatasetSettings(32, 32, 16, 64, 16, False, True),
 }
-# Datasets outside the table (the embedded synthetic default, IMDB-BINARY, ...).
+# The embedded synthetic dataset's row (it is ours; the published code has none).
 DEFAULT_SETTINGS = DatasetSettings(16, 16, 8, 32, 3, False, True)
 # Number of LapPE eigenvectors when LapPE is on (the reference's default).
 LAP_FREQS = 8
@@ -102,7 +115,21 @@ class TrainConfig:
     # vmapped, the groups one after another inside the same compiled call (lax.map), so
     # activation memory scales with k instead of runs (COLLAB on a CPU: 20 seeds > 13 GB).
     seeds_per_group: int = 0
+    # How lists become batches (docs/evaluation.md). "packed": evaluation lists packed into
+    # batches that fit the budget, the last training batch wraps around the permutation;
+    # "official" (the reference preset of UniImb): evaluation lists in the published order
+    # (class by class), batches of exactly B graphs, a short last batch filled with copies
+    # of its last graph (forward pass only at evaluation; in the loss in training).
+    batching: str = "packed"
+    # One split for every seed, read from this file (train/val/test index lists, the format
+    # of uniimb_jax/data/reference_splits/); None = each seed draws its own split, except
+    # the reference preset's topology runs, which use one fixed split as published (the
+    # packaged reference file where one exists, else the first seed's split).
+    split_file: Optional[str] = None
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
+    # True when the per-dataset settings were given by the user (make_config(settings=...),
+    # `uniimb train --settings`) rather than read from PRESET_TABLE.
+    custom_settings: bool = False
     # Synthetic-dataset size (only used when dataset == "SYNTHETIC").
     synthetic_graphs: int = 600
 
@@ -147,6 +174,7 @@ def validate_config(cfg: TrainConfig, *, num_graphs: Optional[int] = None) -> No
     _check_choice("preset", cfg.preset, PRESETS)
     _check_choice("split_protocol", cfg.split_protocol, SPLIT_PROTOCOLS)
     _check_choice("budget", cfg.budget, BUDGETS)
+    _check_choice("batching", cfg.batching, BATCHINGS)
     if not isinstance(cfg.runs, int) or cfg.runs < 1:
         raise ConfigError(f"runs={cfg.runs!r} is out of range; expected an integer >= 1")
     _check_positive("epochs", cfg.epochs)
@@ -166,6 +194,8 @@ def validate_config(cfg: TrainConfig, *, num_graphs: Optional[int] = None) -> No
         raise ConfigError(
             f"budget_quantile={cfg.budget_quantile!r} is out of range; expected 0 < q <= 1"
         )
+    if num_graphs is not None:  # the dataset loaded: a misspelt name was reported as such
+        check_settings_row(cfg)
     if num_graphs is not None and cfg.batch_size > num_graphs:
         raise ConfigError(
             f"batch_size={cfg.batch_size} is out of range; the dataset has {num_graphs} graphs"
@@ -173,9 +203,67 @@ def validate_config(cfg: TrainConfig, *, num_graphs: Optional[int] = None) -> No
     cfg.model.validate(graphs_per_batch=cfg.batch_size)
 
 
+def has_settings_row(dataset: str, imbalance: str) -> bool:
+    """Whether PRESET_TABLE has the row of ``dataset`` (intertwined reads the class row)."""
+    row = "topology" if imbalance == "topology" else "class"
+    return (row, dataset.upper()) in PRESET_TABLE
+
+
+def check_settings_row(cfg: "TrainConfig") -> None:
+    """Refuses a dataset whose per-dataset settings nobody gave (never silent defaults).
+
+    Raises:
+      ConfigError: saying how to pass the settings.
+    """
+    if (cfg.custom_settings or cfg.dataset.upper() == "SYNTHETIC" or cfg.preset == "g2gnn"
+            or has_settings_row(cfg.dataset, cfg.imbalance)):
+        return
+    known = sorted({name for kind, name in PRESET_TABLE
+                    if kind == ("topology" if cfg.imbalance == "topology" else "class")})
+    raise ConfigError(
+        f"dataset={cfg.dataset!r} has no {cfg.imbalance} row in the preset table "
+        f"(rows: {known}); pass its settings: `uniimb train --settings "
+        "K=16,K1=16,K2=8,batch=32,pos_enc=3,lappe=0,perturb=1` or, from Python, "
+        "make_config(..., settings=DatasetSettings(num_prototypes, k1, k2, batch_size, "
+        "pos_enc, lappe, perturb))"
+    )
+
+
+_SETTINGS_KEYS = {"K": "num_prototypes", "K1": "k1", "K2": "k2", "batch": "batch_size",
+                  "pos_enc": "pos_enc", "lappe": "lappe", "perturb": "perturb"}
+
+
+def parse_settings(text: str) -> DatasetSettings:
+    """``"K=16,K1=16,K2=8,batch=32,pos_enc=3,lappe=0,perturb=1"`` -> :class:`DatasetSettings`.
+
+    Raises:
+      ConfigError: naming the missing, unknown or malformed entry.
+    """
+    values: dict[str, Any] = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, raw = item.partition("=")
+        if not sep or key not in _SETTINGS_KEYS:
+            raise ConfigError(
+                f"--settings entry {item!r} is not valid; expected KEY=VALUE with KEY one of "
+                f"{list(_SETTINGS_KEYS)}"
+            )
+        try:
+            number = int(raw)
+        except ValueError:
+            raise ConfigError(f"--settings {key}={raw!r} is not an integer") from None
+        field = _SETTINGS_KEYS[key]
+        values[field] = bool(number) if field in ("lappe", "perturb") else number
+    missing = [k for k, f in _SETTINGS_KEYS.items() if f not in values]
+    if missing:
+        raise ConfigError(f"--settings lacks {missing} (all of {list(_SETTINGS_KEYS)} are needed)")
+    return DatasetSettings(**values)
+
+
 def model_config_for(settings: DatasetSettings, method: str, preset: str) -> ModelConfig:
     """The model configuration of a preset row."""
     is_uniimb = method == "uniimb"
+    # The UniImb behaviours of the GIN baselines' g2gnn preset are unused; "reference" fills them.
+    preset = "corrected" if preset == "corrected" else "reference"
     if not settings.perturb or not is_uniimb:
         perturbation = "off"
     else:
@@ -203,9 +291,13 @@ def make_config(
     method: str = "uniimb",
     preset: str = "corrected",
     model_overrides: Optional[dict[str, Any]] = None,
+    settings: Optional[DatasetSettings] = None,
     **overrides: Any,
 ) -> TrainConfig:
     """The preset for ``(dataset, imbalance)`` with ``overrides`` applied.
+
+    ``settings`` gives the per-dataset row (K, K1, K2, batch, RWPE, LapPE, perturbation) of
+    a dataset the preset table lacks; without it such a dataset is refused (at validation).
 
     Example::
 
@@ -214,16 +306,32 @@ def make_config(
     _check_choice("imbalance", imbalance, IMBALANCES)
     _check_choice("method", method, METHODS)
     _check_choice("preset", preset, PRESETS)
+    if preset == "g2gnn" and method == "uniimb":
+        raise ConfigError(
+            "preset='g2gnn' is G2GNN's settings for the GIN baselines; use it with --method "
+            "gin, gin-upsample or gin-reweight (UniImb: 'reference' or 'corrected')"
+        )
     row = "topology" if imbalance == "topology" else "class"
-    settings = PRESET_TABLE.get((row, dataset.upper()), DEFAULT_SETTINGS)
+    custom = settings is not None
+    if settings is None:
+        settings = PRESET_TABLE.get((row, dataset.upper()), DEFAULT_SETTINGS)
     model = model_config_for(settings, method, preset)
     if model_overrides:
         try:
             model = dataclasses.replace(model, **model_overrides)
         except TypeError as err:
             raise ConfigError(f"unknown model field in {sorted(model_overrides)}: {err}") from None
+    if preset == "g2gnn":
+        model = dataclasses.replace(model, classifier="mlp", init="torch")
+        for key, value in {**G2GNN_SETTINGS,
+                           "weight_decay": G2GNN_WEIGHT_DECAY[method]}.items():
+            overrides.setdefault(key, value)
     degree = overrides.pop("degree", "high" if imbalance == "topology" else "extreme")
     batch_size = overrides.pop("batch_size", settings.batch_size)
+    # The published loaders matter only where a prediction depends on its batch (UniImb).
+    overrides.setdefault(
+        "batching", "official" if (preset == "reference" and method == "uniimb") else "packed"
+    )
     try:
         cfg = TrainConfig(
             dataset=dataset,
@@ -233,6 +341,7 @@ def make_config(
             preset=preset,
             batch_size=batch_size,
             model=model,
+            custom_settings=custom,
             **overrides,
         )
     except TypeError as err:

@@ -225,6 +225,46 @@ def pack_eval(ds: GraphDataset, indices: np.ndarray, budget: PaddingBudget) -> n
     return out.reshape(-1)
 
 
+def official_eval_batches(indices: np.ndarray, graphs_per_batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Evaluation batches as the published loader builds them (docs/presets.md).
+
+    Batches of exactly ``B`` graphs in list order; a short last batch is filled up to ``B``
+    with copies of its last graph. The copies take part in the forward pass (prototype
+    values, top-K1) but not in the loss or the predictions.
+
+    Args:
+      indices: ``[m] int`` the evaluation list, ``m >= 1``, in its published order.
+      graphs_per_batch: ``B``.
+
+    Returns:
+      ``idx [nb * B] int32`` (no ``-1``) and ``scored [nb * B] bool`` (False for the copies).
+    """
+    idx = np.asarray(indices, np.int64).reshape(-1)
+    if idx.size == 0:
+        raise ValueError("official_eval_batches: empty evaluation list")
+    b = int(graphs_per_batch)
+    nb = -(-idx.size // b)
+    out = np.full(nb * b, idx[-1], np.int32)
+    out[: idx.size] = idx
+    return out, np.arange(nb * b) < idx.size
+
+
+def chunk_budget(
+    ds: GraphDataset, lists: Sequence[np.ndarray], graphs_per_batch: int,
+    multiple: int = BUDGET_MULTIPLE,
+) -> tuple[int, int]:
+    """``(n_node, n_edge)`` that fit every consecutive ``B``-chunk of every list in ``lists``
+    (lists of :func:`official_eval_batches`, whose length is a multiple of ``B``), plus the
+    padding node, rounded up to ``multiple``."""
+    b = int(graphs_per_batch)
+    most_nodes = most_edges = 0
+    for idx in lists:
+        idx = np.asarray(idx, np.int64).reshape(-1, b)
+        most_nodes = max(most_nodes, int(ds.nodes_per_graph[idx].sum(axis=1).max()))
+        most_edges = max(most_edges, int(ds.edges_per_graph[idx].sum(axis=1).max()))
+    return _round_up(most_nodes + 1, multiple), _round_up(most_edges, multiple)
+
+
 def _ranges(starts: np.ndarray, counts: np.ndarray) -> np.ndarray:
     """Concatenation of ``arange(starts[i], starts[i] + counts[i])``: ``[sum(counts)] int64``."""
     total = int(counts.sum())

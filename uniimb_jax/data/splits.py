@@ -41,6 +41,7 @@ import dataclasses
 import json
 import math
 import os
+import pathlib
 import warnings
 from typing import Any, Iterable, Mapping, Optional, Sequence
 
@@ -171,6 +172,26 @@ def _index_array(values: Iterable[int]) -> np.ndarray:
     return arr
 
 
+def official_list_order(
+    indices: np.ndarray, labels: np.ndarray, num_original: int, rng: np.random.Generator
+) -> np.ndarray:
+    """An evaluation list in the published order (docs/presets.md).
+
+    The published class split permutes each class's graphs and concatenates its parts
+    class by class: the first ``num_original`` entries of ``indices`` (the graphs of the
+    split) are regrouped by class, class 0 first, each class in a random order drawn from
+    ``rng``; entries past ``num_original`` (up-sampling's duplicates) stay after them, as
+    the published up-sampling appends them.
+
+    Returns:
+      ``[m] int64`` the same entries, reordered.
+    """
+    idx = np.asarray(indices, np.int64)
+    head, tail = idx[:num_original], idx[num_original:]
+    groups = [rng.permutation(head[labels[head] == c]) for c in np.unique(labels[head])]
+    return np.concatenate(groups + [tail]).astype(np.int64)
+
+
 def _sorted(values: np.ndarray) -> np.ndarray:
     return _index_array(np.sort(np.asarray(values, dtype=np.int64)))
 
@@ -267,9 +288,38 @@ def _long_tail(ds: GraphDataset, total: int, ratio: float) -> np.ndarray:
     return counts
 
 
-def _multiclass_sizes(ds: GraphDataset, total: int, ratio: float) -> tuple[np.ndarray, np.ndarray]:
+def _long_tail_published(ds: GraphDataset, total: int, ratio: float) -> np.ndarray:
+    """``[C]`` train counts as the published code computes them (docs/presets.md).
+
+    ``n_max = total / (C - 1 + 1 / ratio)`` and ``n_min = n_max / ratio`` (``ratio`` the
+    largest-to-smallest ratio), the geometric counts in between, all rounded, rescaled to ``total`` and rounded again; the last two steps then
+    force ``largest = ratio * smallest``: ``n_C = round(n_1 / ratio)``, ``n_1 = round(ratio
+    n_C)``. Ranks as in :func:`_long_tail` (largest count to the most frequent class).
+    IMDB-MULTI at ratio 100 gives [300, 34, 3], COLLAB [1100, 112, 11].
+    """
+    c = ds.num_classes
+    rank_order = np.argsort(-ds.class_counts(), kind="stable")
+    n_max = total / (1 + (c - 2) + 1.0 / ratio)
+    n_min = n_max / ratio
+    mu = (n_min / n_max) ** (1.0 / (c - 1))
+    # Python's round() (half to even), as the published code uses.
+    ranked = [round(n_max)] + [round(n_max * mu**i) for i in range(1, c - 1)] + [round(n_min)]
+    scale = total / sum(ranked)
+    ranked = [round(n * scale) for n in ranked]
+    ranked[-1] = round(ranked[0] / ratio)
+    ranked[0] = round(ranked[-1] * ratio)
+    counts = np.zeros(c, np.int64)
+    for rank, cls in enumerate(rank_order):
+        counts[cls] = max(1, int(ranked[rank]))
+    return counts
+
+
+def _multiclass_sizes(
+    ds: GraphDataset, total: int, ratio: float, protocol: str = "reference"
+) -> tuple[np.ndarray, np.ndarray]:
     val = int(MULTICLASS_VAL_FRACTION * ds.num_graphs / ds.num_classes)
-    return _long_tail(ds, total, ratio), np.full(ds.num_classes, val, np.int64)
+    tail = _long_tail_published if protocol == "reference" else _long_tail
+    return tail(ds, total, ratio), np.full(ds.num_classes, val, np.int64)
 
 
 def _test_reserve(class_counts: np.ndarray) -> np.ndarray:
@@ -430,7 +480,9 @@ def _resolve_degree(imbalance: str, degree: str, mode: str) -> tuple[str, str]:
     return degree, mode
 
 
-def _class_size_fn(ds: GraphDataset, degree: str, part_fraction: Optional[float]):
+def _class_size_fn(
+    ds: GraphDataset, degree: str, part_fraction: Optional[float], protocol: str = "reference"
+):
     """``(requested num, sizes_of(num) -> (train [C], val [C], info))`` of a class protocol.
 
     ``part_fraction=None`` is §1.1/§1.2 (table sizes / 25%); a number (intertwined: 0.1)
@@ -460,7 +512,7 @@ def _class_size_fn(ds: GraphDataset, degree: str, part_fraction: Optional[float]
     requested = int(fraction * ds.num_graphs)
 
     def sizes_of(num: int):
-        train, val = _multiclass_sizes(ds, num, ratio)
+        train, val = _multiclass_sizes(ds, num, ratio, protocol)
         return train, val, {"imbalance_ratio": ratio}
 
     return requested, sizes_of
@@ -472,7 +524,7 @@ def _class_like_split(
 ) -> Split:
     context = f"{ds.name} {imbalance}/{degree} seed {seed} (protocol={protocol!r})"
     part_fraction = INTERTWINED_PART_FRACTION if imbalance == "intertwined" else None
-    requested, sizes_of = _class_size_fn(ds, degree, part_fraction)
+    requested, sizes_of = _class_size_fn(ds, degree, part_fraction, protocol)
     if num_train is not None:
         requested = _check_num_train(num_train)
     if requested > ds.num_graphs:
@@ -835,4 +887,33 @@ def load_split_file(path: str | os.PathLike, ds: Optional[GraphDataset] = None) 
         protocol="file",
         warnings=tuple(notes),
         info={"source": where, "dataset": str(raw["dataset"]), "mode": mode},
+    )
+
+
+# ----------------------------------------------------------------------------- fixed splits
+REFERENCE_SPLIT_DIR = pathlib.Path(__file__).with_name("reference_splits")
+
+
+def reference_split_path(dataset: str, mode: str = "high") -> Optional[pathlib.Path]:
+    """The packaged reference topology split of ``dataset`` (IGL-Bench's ``NAME_high.json``
+    for PROTEINS, DD, REDDIT-BINARY, COLLAB: the "high" splits the published code ships), or
+    None when there is none."""
+    path = REFERENCE_SPLIT_DIR / f"{dataset.upper()}_{mode}.json"
+    return path if path.is_file() else None
+
+
+def fixed_split(
+    ds: GraphDataset, split: Split, imbalance: str, seed: int
+) -> Split:
+    """``split`` (e.g. read from a file) made usable for ``imbalance``: class and
+    intertwined protocols up-sample its train and validation parts (with ``seed``), the
+    topology protocol does not."""
+    if imbalance == "topology":
+        return split
+    rng = np.random.default_rng(seed)
+    return dataclasses.replace(
+        split,
+        imbalance=imbalance,
+        train_upsampled=upsample(split.train, ds.graph_labels, rng),
+        val_upsampled=upsample(split.val, ds.graph_labels, rng),
     )

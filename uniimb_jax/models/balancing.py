@@ -124,8 +124,10 @@ def update_prototype_state_step(
 
     * ``bias_update == "corrected"``: sign update from this step's counts ``aux["usage"]``
       with ``target = aux["selections"] * u`` (selections = real rows * heads * K2).
-    * ``inference == "corrected"``: ``values <- decay * values + (1 - decay) * aux["values"]``
-      (the first update copies ``aux["values"]``).
+    * always (UniImb): ``values <- decay * values + (1 - decay) * aux["values"]`` (the
+      first update copies ``aux["values"]``). The corrected inference reads them; the
+      reference one does not, but every run tracks them so that its selected model can also
+      be evaluated batch-independently (docs/evaluation.md).
 
     Anything the configuration assigns to the reference schedule is left unchanged, so this
     may be called unconditionally.
@@ -142,11 +144,11 @@ def update_prototype_state_step(
         u = u_distribution(cfg.u_dist, cfg.num_prototypes)
         target = usage_target(u, aux["selections"])
         bias = update_bias(bias, aux["usage"], target, cfg.bias_rate)
-    if cfg.inference == "corrected":
-        new = jax.lax.stop_gradient(aux["values"]).astype(jnp.float32)
-        decayed = cfg.proto_ema_decay * values + (1.0 - cfg.proto_ema_decay) * new
-        values = jnp.where(initialized, decayed, new)
-        initialized = jnp.ones_like(initialized)
+    # Tracked whatever the inference (see the docstring).
+    new = jax.lax.stop_gradient(aux["values"]).astype(jnp.float32)
+    decayed = cfg.proto_ema_decay * values + (1.0 - cfg.proto_ema_decay) * new
+    values = jnp.where(initialized, decayed, new)
+    initialized = jnp.ones_like(initialized)
     return PrototypeState(bias, values, initialized)
 
 

@@ -42,6 +42,7 @@ BIAS_UPDATES = ("reference", "corrected")
 INFERENCES = ("reference", "corrected")
 LAPPE_FORMS = ("reference", "corrected")
 INITS = ("flax", "torch")
+CLASSIFIERS = ("linear", "mlp")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -74,6 +75,9 @@ class ModelConfig:
       inference: prototype values at evaluation, ``"reference"`` or ``"corrected"``.
       proto_ema_decay: EMA decay of the prototype values (corrected inference), in [0, 1).
       ib_weight: weight of the optional IB loss ``1/2 sum_k (p_k - u_k)^2`` (0 = off).
+      classifier: the GIN baselines' head (``method="gin"``): ``"linear"`` (one Dense) or
+        ``"mlp"`` (G2GNN's ``Dense(d) - ReLU - Dropout - Dense(C)``, docs/presets.md).
+      classifier_dropout: dropout rate of the ``"mlp"`` head (G2GNN: 0.5).
       init: parameter initialisation, ``"flax"`` (flax's defaults: lecun-normal kernels,
         zero biases) or ``"torch"`` (PyTorch's: every Dense kernel and bias
         ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``; :mod:`uniimb_jax.models.torch_init`).
@@ -100,6 +104,8 @@ class ModelConfig:
     ib_weight: float = 0.0
     lappe_form: str = "corrected"
     init: str = "flax"
+    classifier: str = "linear"
+    classifier_dropout: float = 0.5
 
     @property
     def lap_feature_width(self) -> int:
@@ -133,6 +139,8 @@ class ModelConfig:
         _choice("inference", self.inference, INFERENCES)
         _choice("lappe_form", self.lappe_form, LAPPE_FORMS)
         _choice("init", self.init, INITS)
+        _choice("classifier", self.classifier, CLASSIFIERS)
+        _real_in("classifier_dropout", self.classifier_dropout, 0.0, 1.0)
         if not isinstance(self.mixup, bool):
             raise ConfigError(f"mixup={self.mixup!r} is not valid; expected True or False")
         for name in ("num_layers", "hidden", "num_prototypes", "k1", "k2", "num_heads"):

@@ -5,7 +5,12 @@
     perturb (edges, node features) -> encoder (GIN/GCN/SAGE + RWPE/LapPE) -> sum pooling
     -> [train: mixup, 2 n_graph rows] -> FFN -> DBP -> sigmoid(a0) * . -> FFN -> logits
 
-``method="gin"``: encoder -> sum pooling -> Dense (the GIN baselines).
+``method="gin"``: encoder -> sum pooling -> Dense, or G2GNN's Dense - ReLU - Dropout - Dense
+(``classifier="mlp"``) (the GIN baselines).
+
+Intermediates: ``mutable=["intermediates"]`` also returns what the model sows (graph
+embeddings, encoder FFN and DBP outputs, routing scores, top-K2 / top-K1 indices, prototype
+values, perturbation ratios), the tensors the golden-output tests compare.
 
 Usage::
 
@@ -164,7 +169,12 @@ class UniImbModel(nn.Module):
         self.sow("intermediates", "graph_emb", emb)
 
         if cfg.method == "gin":
-            logits = nn.Dense(self.num_classes, name="classifier")(emb)
+            if cfg.classifier == "mlp":  # G2GNN's head
+                z = nn.relu(nn.Dense(cfg.hidden, name="classifier_hidden")(emb))
+                z = nn.Dropout(cfg.classifier_dropout, deterministic=not train)(z)
+                logits = nn.Dense(self.num_classes, name="classifier")(z)
+            else:
+                logits = nn.Dense(self.num_classes, name="classifier")(emb)
             return logits.astype(jnp.float32), aux
         if cfg.method != "uniimb":
             raise ConfigError(f"method={cfg.method!r} is not valid; expected one of {list(METHODS)}")

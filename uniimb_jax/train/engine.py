@@ -61,6 +61,14 @@ class StaticSpec:
     n_node: int
     n_edge: int
     num_train_batches: int
+    # Evaluation batches' budget (0 = the training one). The published batching evaluates
+    # exactly B graphs per batch, which a training quantile budget need not fit.
+    eval_n_node: int = 0
+    eval_n_edge: int = 0
+
+    @property
+    def eval_budget(self) -> tuple[int, int]:
+        return (self.eval_n_node or self.n_node, self.eval_n_edge or self.n_edge)
 
 
 class Engine:
@@ -70,6 +78,11 @@ class Engine:
         self.cfg = cfg
         self.spec = spec
         self.model = create_model(cfg.model, spec.num_classes)
+        # The same parameters read batch-independently: prototype values from the EMA
+        # (evaluation (c) of docs/evaluation.md; identical to self.model when corrected).
+        self.independent_model = create_model(
+            dataclasses.replace(cfg.model, inference="corrected"), spec.num_classes
+        )
         self.tx = make_optimizer(
             cfg.learning_rate, cfg.weight_decay, frozen=frozen_parameters(cfg.model)
         )
@@ -78,6 +91,9 @@ class Engine:
     # ------------------------------------------------------------------ helpers
     def _batch(self, dd, indices):
         return device_batching.gather_batch(dd, indices, self.spec.n_node, self.spec.n_edge)
+
+    def _eval_batch(self, dd, indices):
+        return device_batching.gather_batch(dd, indices, *self.spec.eval_budget)
 
     @staticmethod
     def _rngs(key):
@@ -166,8 +182,10 @@ class Engine:
         """Shuffled batches of one epoch.
 
         Returns ``indices [nb, B] int32`` and ``valid [nb] bool``. Every batch holds exactly
-        ``B`` real graphs: the last one wraps around to the start of the permutation. Seeds
-        with fewer training graphs than the longest seed skip their surplus batches.
+        ``B`` real graphs: the last one wraps around to the start of the permutation
+        (``batching="packed"``) or is filled with copies of its last graph, which enter the
+        loss (``"official"``, the published loader). Seeds with fewer training graphs than
+        the longest seed skip their surplus batches.
         """
         nb, b = self.spec.num_train_batches, self.spec.batch_size
         t = data.train_idx.shape[0]
@@ -176,7 +194,11 @@ class Engine:
         scores = jax.random.uniform(key, (t,))
         scores = jnp.where(jnp.arange(t) < data.num_train, scores, 2.0)
         order = jnp.argsort(scores)
-        positions = jnp.arange(nb * b) % jnp.maximum(data.num_train, 1)
+        last = jnp.maximum(data.num_train, 1)
+        if self.cfg.batching == "official":
+            positions = jnp.minimum(jnp.arange(nb * b), last - 1)
+        else:
+            positions = jnp.arange(nb * b) % last
         indices = data.train_idx[order[positions]].reshape(nb, b)
         valid = jnp.arange(nb) < (data.num_train + b - 1) // b
         return indices, valid
@@ -199,32 +221,37 @@ class Engine:
 
         init = (state, jnp.zeros(()), jnp.zeros((), jnp.int32))
         (state, loss_sum, graphs), _ = jax.lax.scan(body, init, (indices, valid))
-        # The reference schedule's once-per-epoch bias update (a no-op otherwise).
-        proto = balancing.update_prototype_state_epoch(
-            state.proto, state.last_usage, self.cfg.model, self.spec.batch_size
-        )
-        state = state._replace(proto=proto)
         mean_loss = loss_sum / jnp.maximum(jnp.sum(valid), 1)
         # Graphs a quantile padding budget left out this epoch (0 with the worst-case one).
         dropped = jnp.sum(valid) * self.spec.batch_size - graphs
         return state, mean_loss, dropped
 
     # --------------------------------------------------------------- evaluation
-    def evaluate(self, variables, proto, indices: jax.Array, dd, key) -> EvalResult:
-        """Evaluates ``variables`` on ``indices [nb*B]`` (``-1`` = empty slot)."""
+    def evaluate(
+        self, variables, proto, indices: jax.Array, scored: jax.Array, dd, key,
+        independent: bool = False,
+    ) -> EvalResult:
+        """Evaluates ``variables`` on ``indices [nb*B]`` (``-1`` = empty slot).
+
+        Only slots with ``scored [nb*B] bool`` enter the loss and the predictions; the
+        others (copies filling the published loader's last batch) only join the forward
+        pass. ``independent``: prototype values from the EMA (batch-independent).
+        """
         b = self.spec.batch_size
         idx = indices.reshape(-1, b)
+        sc = scored.reshape(-1, b)
+        model = self.independent_model if independent else self.model
 
         def body(carry, xs):
             loss_sum, count, cm = carry
-            i, batch_idx = xs
-            batch = self._batch(dd, batch_idx)
-            logits, _ = self.model.apply(
+            i, batch_idx, batch_scored = xs
+            batch = self._eval_batch(dd, batch_idx)
+            logits, _ = model.apply(
                 variables, batch, proto, train=False,
                 rngs=self._rngs(jax.random.fold_in(key, i)),
             )
             ce = optax.softmax_cross_entropy_with_integer_labels(logits, batch.labels)
-            mask = batch.graph_mask
+            mask = batch.graph_mask & jnp.concatenate([batch_scored, jnp.zeros((1,), bool)])
             loss_sum = loss_sum + jnp.sum(jnp.where(mask, ce, 0.0))
             count = count + jnp.sum(mask)
             preds = jnp.argmax(logits, axis=-1)
@@ -235,7 +262,7 @@ class Engine:
         c = self.spec.num_classes
         init = (jnp.zeros(()), jnp.zeros((), jnp.int32), jnp.zeros((c, c), jnp.int32))
         (loss_sum, count, cm), (probs, labels, mask) = jax.lax.scan(
-            body, init, (jnp.arange(idx.shape[0]), idx)
+            body, init, (jnp.arange(idx.shape[0]), idx, sc)
         )
         return EvalResult(loss_sum / jnp.maximum(count, 1), cm, probs, labels, mask)
 
@@ -250,7 +277,7 @@ class Engine:
         variables = {"params": trained.params, "batch_stats": trained.batch_stats}
         root = jax.random.wrap_key_data(state.key)
         eval_key = jax.random.fold_in(jax.random.fold_in(root, _EVAL), state.epoch)
-        val = self.evaluate(variables, trained.proto, data.val_idx, dd, eval_key)
+        val = self.evaluate(variables, trained.proto, data.val_idx, data.val_scored, dd, eval_key)
         early, improved = es.update_early_stopping(
             trained.early, val.loss, state.epoch, self.cfg.epochs, self.cfg.early_stop_window
         )
@@ -267,6 +294,12 @@ class Engine:
                 keep_best, trained.batch_stats, state.best_batch_stats
             ),
             best_proto=es.select_where(keep_best, trained.proto, state.best_proto),
+            # The reference schedule's once-per-epoch bias update, after validation as
+            # published (validation and the selected model use the epoch's bias before
+            # it); a no-op otherwise.
+            proto=balancing.update_prototype_state_epoch(
+                trained.proto, trained.last_usage, self.cfg.model, self.spec.batch_size
+            ),
         )
         new_state = es.select_where(active, new_state, state)
         scores = metrics_lib.classification_metrics(val.confusion)
@@ -295,8 +328,17 @@ class Engine:
         variables = {"params": state.best_params, "batch_stats": state.best_batch_stats}
         root = jax.random.wrap_key_data(state.key)
         out = {}
-        for name, idx, stream in (("test", data.test_idx, 4), ("val", data.val_idx, 5)):
-            res = self.evaluate(variables, state.best_proto, idx, dd, jax.random.fold_in(root, stream))
+        evals = [("test", data.test_idx, data.test_scored, 4, False),
+                 ("val", data.val_idx, data.val_scored, 5, False)]
+        if self.cfg.model.method == "uniimb":
+            # The leakage measurement (docs/evaluation.md): the same selected model on the
+            # same test graphs in a random order, and batch-independently.
+            evals += [("test_shuffled", data.test_shuffled_idx, data.test_shuffled_scored, 6,
+                       False),
+                      ("test_independent", data.test_idx, data.test_scored, 4, True)]
+        for name, idx, scored, stream, independent in evals:
+            res = self.evaluate(variables, state.best_proto, idx, scored, dd,
+                                jax.random.fold_in(root, stream), independent=independent)
             scores = metrics_lib.classification_metrics(res.confusion)
             c = self.spec.num_classes
             auroc = metrics_lib.auroc_ovr(

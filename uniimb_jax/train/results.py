@@ -12,6 +12,9 @@ import jax
 import numpy as np
 
 SUMMARY_METRICS = ("macro_f1", "micro_f1", "balanced_accuracy", "auroc")
+# The three evaluations of a UniImb run's selected models (docs/evaluation.md), by the key
+# of the engine's final scores.
+EVALUATIONS = {"official": "test", "shuffled": "test_shuffled", "independent": "test_independent"}
 
 
 def machine_description() -> str:
@@ -70,8 +73,48 @@ def per_seed_records(seeds: list[int], scores: dict[str, Any]) -> list[dict[str,
         rec["epochs_run"] = int(epochs_run[i])
         rec["diverged"] = bool(diverged[i])
         rec["test_confusion"] = np.asarray(test["confusion"][i]).tolist()
+        extra = {}
+        for mode, key in EVALUATIONS.items():
+            if key in scores and key != "test":
+                ev = jax.tree.map(np.asarray, scores[key])
+                extra[mode] = {m: float(100.0 * ev[m][i]) for m in SUMMARY_METRICS}
+                extra[mode]["test_loss"] = float(ev["loss"][i])
+        if extra:
+            rec["evaluations"] = {"official": {m: rec[m] for m in SUMMARY_METRICS}, **extra}
+            rec["evaluations"]["official"]["test_loss"] = rec["test_loss"]
         records.append(rec)
     return records
+
+
+def evaluation_summary(records: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
+    """Mean ± std of each evaluation and the paired gaps to the official one (Wilcoxon
+    signed-rank p over the seeds that did not diverge), or None without evaluations."""
+    kept = [r for r in records if not r["diverged"] and "evaluations" in r]
+    if not kept:
+        return None
+    out: dict[str, Any] = {}
+    for mode in kept[0]["evaluations"]:
+        out[mode] = {}
+        for m in SUMMARY_METRICS:
+            vals = np.array([r["evaluations"][mode][m] for r in kept], np.float64)
+            out[mode][m] = {"mean": float(np.nanmean(vals)), "std": float(np.nanstd(vals)),
+                            "n": int(np.isfinite(vals).sum())}
+        if mode != "official":
+            a = np.array([r["evaluations"]["official"]["macro_f1"] for r in kept])
+            b = np.array([r["evaluations"][mode]["macro_f1"] for r in kept])
+            out[mode]["gap_macro_f1"] = {"mean": float(np.mean(a - b)),
+                                         "wilcoxon_p": wilcoxon_p(a, b)}
+    return out
+
+
+def wilcoxon_p(a: np.ndarray, b: np.ndarray) -> Optional[float]:
+    """Two-sided Wilcoxon signed-rank p of paired samples (None if every pair is equal)."""
+    from scipy.stats import wilcoxon
+
+    d = np.asarray(a, np.float64) - np.asarray(b, np.float64)
+    if d.size == 0 or np.all(d == 0):
+        return None
+    return float(wilcoxon(a, b).pvalue)
 
 
 def summarize(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
@@ -107,4 +150,20 @@ def markdown_table(results: dict[str, Any]) -> str:
         results["dataset"], results["imbalance"], results["degree"], results["method"],
         results["preset"], str(results["runs"]),
     ] + [f"{s[m]['mean']:.2f} ± {s[m]['std']:.2f}" for m in SUMMARY_METRICS]
-    return "\n".join([head, sep, "| " + " | ".join(cells) + " |"])
+    lines = [head, sep, "| " + " | ".join(cells) + " |"]
+    ev = results.get("evaluations")
+    if ev:
+        lines += ["", "Test Macro-F1 of the same selected models under three evaluations "
+                  "(docs/evaluation.md):", "",
+                  "| evaluation | Macro-F1 | Micro-F1 | gap to official | Wilcoxon p |",
+                  "|---|---|---|---|---|"]
+        for mode, e in ev.items():
+            gap = e.get("gap_macro_f1")
+            p = gap["wilcoxon_p"] if gap else None
+            lines.append(
+                f"| {mode} | {e['macro_f1']['mean']:.2f} ± {e['macro_f1']['std']:.2f} | "
+                f"{e['micro_f1']['mean']:.2f} ± {e['micro_f1']['std']:.2f} | "
+                + (f"{gap['mean']:+.2f} | " if gap else "| ")
+                + (f"{p:.2g} |" if p is not None else "|")
+            )
+    return "\n".join(lines)

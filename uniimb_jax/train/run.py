@@ -37,7 +37,8 @@ import numpy as np
 from uniimb_jax.config import TrainConfig, config_from_dict, validate_config
 from uniimb_jax.data import batch as batch_lib
 from uniimb_jax.data import batching, device_batching
-from uniimb_jax.data.dataset import GraphDataset
+from uniimb_jax.data import splits as splits_lib
+from uniimb_jax.data.dataset import GraphDataset, without_self_loops
 from uniimb_jax.data.features import compute_features
 from uniimb_jax.data.splits import Split, make_split
 from uniimb_jax.errors import (
@@ -65,14 +66,20 @@ def load_dataset(
     cache_dir: Optional[str] = None,
     download: bool = True,
 ) -> GraphDataset:
-    """The configured dataset: the embedded synthetic one or a TU dataset."""
+    """The configured dataset: the embedded synthetic one or a TU dataset.
+
+    The reference preset drops self-loops, as PyG's TU reader does for the published code.
+    """
     if cfg.dataset.upper() == SYNTHETIC:
         from uniimb_jax.data.synthetic import make_synthetic
 
-        return make_synthetic(num_graphs=cfg.synthetic_graphs, seed=0)
-    from uniimb_jax.data.sources import load_tu_dataset
+        ds = make_synthetic(num_graphs=cfg.synthetic_graphs, seed=0)
+    else:
+        from uniimb_jax.data.sources import load_tu_dataset
 
-    return load_tu_dataset(cfg.dataset, data_dir=data_dir, cache_dir=cache_dir, download=download)
+        ds = load_tu_dataset(cfg.dataset, data_dir=data_dir, cache_dir=cache_dir,
+                             download=download)
+    return without_self_loops(ds) if cfg.preset == "reference" else ds
 
 
 def node_feature_dict(ds: GraphDataset, cfg: TrainConfig, cache_dir: Optional[str]) -> dict:
@@ -94,7 +101,24 @@ def node_feature_dict(ds: GraphDataset, cfg: TrainConfig, cache_dir: Optional[st
 
 
 def draw_splits(ds: GraphDataset, cfg: TrainConfig) -> list[Split]:
-    """One split per seed, each from its own seed."""
+    """One split per seed: each from its own seed, or one fixed split for every seed.
+
+    The fixed split is ``cfg.split_file`` when given; for the reference preset's topology
+    runs it is the packaged reference file of the dataset and mode where one exists, else
+    the split of the first seed (the published code runs all seeds on one split file).
+    """
+    path = cfg.split_file
+    if path is None and cfg.preset == "reference" and cfg.imbalance == "topology":
+        ref = splits_lib.reference_split_path(ds.name, cfg.degree)
+        path = None if ref is None else str(ref)
+        if ref is None:
+            first = make_split(ds, cfg.imbalance, cfg.degree, cfg.seed,
+                               protocol=cfg.split_protocol)
+            return [first] * cfg.runs
+    if path is not None:
+        split = splits_lib.fixed_split(
+            ds, splits_lib.load_split_file(path, ds), cfg.imbalance, cfg.seed)
+        return [split] * cfg.runs
     return [
         make_split(ds, cfg.imbalance, cfg.degree, seed, protocol=cfg.split_protocol)
         for seed in cfg.seeds
@@ -134,24 +158,59 @@ def check_split_sizes(ds: GraphDataset, cfg: TrainConfig, splits: list[Split]) -
             )
 
 
+def _eval_lists(
+    ds: GraphDataset, cfg: TrainConfig, split: Split, seed: int, budget: batching.PaddingBudget
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{"val", "test", "test_shuffled": (idx, scored)}`` of one seed (``cfg.batching``)."""
+    _, val, test = _batched_lists(split, cfg)
+    # A fixed stream per seed, apart from the split's own: the orders are part of the run.
+    rng = np.random.default_rng([int(seed), 0x0E7A1])
+    shuffled = rng.permutation(np.asarray(test, np.int64))
+    if cfg.batching == "official":
+        labels = ds.graph_labels
+        if cfg.imbalance != "topology":  # topology lists keep the file's ascending order
+            val = splits_lib.official_list_order(val, labels, len(split.val), rng)
+            test = splits_lib.official_list_order(test, labels, len(test), rng)
+        return {name: batching.official_eval_batches(idx, cfg.batch_size)
+                for name, idx in (("val", val), ("test", test), ("test_shuffled", shuffled))}
+    out = {}
+    for name, idx in (("val", val), ("test", test), ("test_shuffled", shuffled)):
+        packed = batching.pack_eval(ds, idx, budget)
+        out[name] = (packed, packed >= 0)
+    return out
+
+
 def seed_data_from_splits(
     ds: GraphDataset, cfg: TrainConfig, splits: list[Split], budget: batching.PaddingBudget
-) -> tuple[SeedData, int]:
+) -> tuple[SeedData, int, tuple[int, int]]:
     """Packs per-seed splits into one :class:`SeedData` with a leading seed axis.
 
-    Validation and test lists are packed into batches that fit ``budget``
-    (:func:`~uniimb_jax.data.batching.pack_eval`), so evaluation never drops a graph.
+    Evaluation lists are batched as ``cfg.batching`` says (docs/evaluation.md):
+    ``"packed"`` fits them into ``budget`` (:func:`~uniimb_jax.data.batching.pack_eval`), so
+    evaluation never drops a graph; ``"official"`` takes exactly ``B`` graphs per batch in
+    the published order and sizes an evaluation budget that fits every such batch.
 
-    Returns the data (numpy) and the number of training batches per epoch.
+    Returns the data (numpy), the number of training batches per epoch and the evaluation
+    budget ``(n_node, n_edge)``.
     """
     b = cfg.batch_size
-    trains, vals, tests = zip(*(_batched_lists(s, cfg) for s in splits))
+    trains = [_batched_lists(s, cfg)[0] for s in splits]
     check_split_sizes(ds, cfg, splits)
     t_len = max(len(t) for t in trains)
-    vals = [batching.pack_eval(ds, v, budget) for v in vals]
-    tests = [batching.pack_eval(ds, t, budget) for t in tests]
-    v_len = max(len(v) for v in vals)
-    u_len = max(len(t) for t in tests)
+    lists = [_eval_lists(ds, cfg, split, seed, budget) for seed, split in zip(cfg.seeds, splits)]
+
+    def stacked(name):
+        length = max(len(l[name][0]) for l in lists)
+        idx = np.stack([_pad(l[name][0], length) for l in lists])
+        scored = np.stack([np.pad(l[name][1], (0, length - len(l[name][1]))) for l in lists])
+        return idx, scored
+
+    (val_idx, val_scored), (test_idx, test_scored), (shuf_idx, shuf_scored) = (
+        stacked(n) for n in ("val", "test", "test_shuffled"))
+    if cfg.batching == "official":
+        eval_budget = batching.chunk_budget(ds, [val_idx, test_idx, shuf_idx], b)
+    else:
+        eval_budget = (budget.n_node, budget.n_edge)
     c = ds.num_classes
     weights = []
     for tr in trains:
@@ -164,12 +223,16 @@ def seed_data_from_splits(
     data = SeedData(
         train_idx=np.stack([_pad(np.asarray(t), t_len) for t in trains]),
         num_train=np.array([len(t) for t in trains], np.int32),
-        val_idx=np.stack([_pad(np.asarray(v), v_len) for v in vals]),
-        test_idx=np.stack([_pad(np.asarray(t), u_len) for t in tests]),
+        val_idx=val_idx,
+        test_idx=test_idx,
         class_weights=np.stack(weights),
         seed=np.array(cfg.seeds, np.int32),
+        val_scored=val_scored,
+        test_scored=test_scored,
+        test_shuffled_idx=shuf_idx,
+        test_shuffled_scored=shuf_scored,
     )
-    return data, -(-t_len // b)
+    return data, -(-t_len // b), eval_budget
 
 
 def run_budget(ds: GraphDataset, cfg: TrainConfig, splits: list[Split]) -> batching.PaddingBudget:
@@ -231,7 +294,7 @@ def prepare_run(
             warnings.warn(f"seed {seed}: {message}", UserWarning, stacklevel=2)
     check_split_sizes(ds, cfg, splits)  # before the budget, which samples training batches
     budget = run_budget(ds, cfg, splits)
-    seed_data, num_batches = seed_data_from_splits(ds, cfg, splits, budget)
+    seed_data, num_batches, eval_budget = seed_data_from_splits(ds, cfg, splits, budget)
     feats = node_feature_dict(ds, cfg, cache_dir)
     n_node, n_edge = budget.n_node, budget.n_edge
     spec = StaticSpec(
@@ -240,6 +303,8 @@ def prepare_run(
         n_node=n_node,
         n_edge=n_edge,
         num_train_batches=num_batches,
+        eval_n_node=eval_budget[0],
+        eval_n_edge=eval_budget[1],
     )
     # Real nodes per padded node of an average training batch.
     mean_nodes = float(np.mean([np.mean(ds.nodes_per_graph[_batched_lists(sp, cfg)[0]])
@@ -620,6 +685,7 @@ def _train_loop(cfg, prep, sweep, wd, ckpt, progress, log, t_start, stop_after_c
         "epochs": cfg.epochs,
         "per_seed": per_seed,
         "summary": results_lib.summarize(per_seed),
+        "evaluations": results_lib.evaluation_summary(per_seed),
         "diverged_seeds": [r["seed"] for r in per_seed if r["diverged"]],
         "split_warnings": sorted({w for s in prep.splits for w in s.warnings}),
         "wall_time_s": time.perf_counter() - t_start,

@@ -62,6 +62,11 @@ class SeedData(NamedTuple):
       num_train: ``[] int32`` number of real entries of ``train_idx``.
       val_idx: ``[V] int32`` validation graphs, ``V`` a multiple of the batch size.
       test_idx: ``[U] int32`` test graphs, ``U`` a multiple of the batch size.
+      val_scored, test_scored: ``[V]`` / ``[U] bool`` slots that enter the loss and the
+        predictions (False for ``-1`` slots and for the published loader's copies of a short
+        last batch's last graph, which only take part in the forward pass).
+      test_shuffled_idx, test_shuffled_scored: ``[W]`` the same test graphs in a random
+        order, batched the same way (the leakage measurement, docs/evaluation.md).
       class_weights: ``[C] float32`` loss weight per class (ones unless re-weighting).
       seed: ``[] int32`` the run's seed.
     """
@@ -72,3 +77,7 @@ class SeedData(NamedTuple):
     test_idx: jax.Array
     class_weights: jax.Array
     seed: jax.Array
+    val_scored: jax.Array
+    test_scored: jax.Array
+    test_shuffled_idx: jax.Array
+    test_shuffled_scored: jax.Array
