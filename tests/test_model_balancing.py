@@ -87,7 +87,11 @@ def test_reference_schedule_is_epoch_only_with_published_target():
     )
     state = balancing.init_prototype_state(cfg)
     aux = _aux(cfg, [30, 10, 6, 2], jnp.ones((4, 2, 4)))
-    assert balancing.update_prototype_state_step(state, aux, cfg) == state
+    stepped = balancing.update_prototype_state_step(state, aux, cfg)
+    # The step leaves the bias alone; the value EMA is tracked whatever the inference
+    # (docs/evaluation.md), its first update copying the batch values.
+    np.testing.assert_array_equal(stepped.bias, state.bias)
+    np.testing.assert_array_equal(stepped.values, aux["values"])
     # target = 2 * B * K2 * u_k = 2 * 3 * 2 / 4 = 3, no head factor.
     s1 = balancing.update_prototype_state_epoch(state, aux, cfg, batch_size=3)
     np.testing.assert_allclose(s1.bias, [-1e-3, -1e-3, -1e-3, 1e-3], rtol=1e-6)
