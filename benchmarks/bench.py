@@ -96,7 +96,7 @@ def measure_dataset(dataset: str, seeds: int, epochs: int, data_dir, method: str
     import jax
 
     from uniimb_jax.config import make_config
-    from uniimb_jax.train.run import Sweep, prepare_run
+    from uniimb_jax.train import Sweep, prepare_run
 
     out: dict = {"dataset": dataset, "method": method, "budget": budget, "seeds": seeds}
     cfg = make_config(dataset, "class", method=method, preset="reference", runs=seeds,
@@ -188,7 +188,7 @@ def measure_gin_vs_pyg(dataset: str, data_dir, epochs: int) -> dict:
     from uniimb_jax.config import make_config
     from uniimb_jax.models import encoders
     from uniimb_jax.models import model as model_lib
-    from uniimb_jax.train.run import Sweep, prepare_run
+    from uniimb_jax.train import Sweep, prepare_run
 
     cfg = make_config(dataset, "class", method="gin", preset="reference", runs=1, epochs=10**6,
                       early_stopping=False, budget="quantile")

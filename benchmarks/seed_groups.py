@@ -20,7 +20,7 @@ import time
 import jax
 
 from uniimb_jax.config import make_config
-from uniimb_jax.train.run import Sweep, prepare_run
+from uniimb_jax.train import Sweep, prepare_run
 
 
 def main(argv=None) -> int:

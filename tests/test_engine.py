@@ -15,7 +15,7 @@ import pytest
 from uniimb_jax.config import make_config, smoke_config
 from uniimb_jax.errors import ConfigError, UniImbError, WorkdirBusyError
 from uniimb_jax.train import results as results_lib
-from uniimb_jax.train.run import Sweep, prepare_run, train
+from uniimb_jax.train import Sweep, prepare_run, train
 
 SCORE_KEYS = ("macro_f1", "micro_f1", "balanced_accuracy", "auroc", "best_epoch")
 

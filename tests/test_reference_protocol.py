@@ -28,7 +28,8 @@ from uniimb_jax.data.splits import (
 )
 from uniimb_jax.data.synthetic import make_synthetic
 from uniimb_jax.errors import ConfigError
-from uniimb_jax.train.run import Sweep, draw_splits, prepare_run, train
+from uniimb_jax.train import Sweep, prepare_run, train
+from uniimb_jax.train.prepare import draw_splits
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TU = ROOT.parent / "shared" / "data" / "tu"
@@ -93,7 +94,7 @@ def test_without_self_loops():
     assert clean.num_self_loops == 0
     assert without_self_loops(ds) is ds
     # The reference preset trains on the graphs without them.
-    from uniimb_jax.train.run import load_dataset
+    from uniimb_jax.train.prepare import load_dataset
 
     assert load_dataset(smoke_config(preset="reference")).num_self_loops == 0
 

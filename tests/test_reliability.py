@@ -31,7 +31,9 @@ import pytest
 from uniimb_jax.config import smoke_config
 from uniimb_jax.errors import CheckpointError, ConfigError, DataError, SplitError, UniImbError
 from uniimb_jax.train import checkpoint as checkpoint_lib
+from uniimb_jax.train import prepare as prepare_lib
 from uniimb_jax.train import run as run_lib
+from uniimb_jax.train import workdir as workdir_lib
 
 # The child: `uniimb train ...` with a test-sized model, plus the fault UNIIMB_TEST_FAULT names.
 DRIVER = r"""
@@ -473,7 +475,7 @@ def test_read_only_checkpoint_directory_is_reported_before_loading_data(no_compi
         raise AssertionError("data loaded before the checkpoint directory was checked")
 
     monkeypatch.setattr(checkpoint_lib.tempfile, "NamedTemporaryFile", read_only)
-    monkeypatch.setattr(run_lib, "load_dataset", no_data)
+    monkeypatch.setattr(prepare_lib, "load_dataset", no_data)
     with pytest.raises(CheckpointError, match="checkpoints.* is not writable.*Read-only"):
         run_lib.train(_BASE, workdir=str(tmp_path), progress=False, log=lambda s: None)
     assert not (tmp_path / ".lock").exists()
@@ -504,9 +506,9 @@ class _Ckpt:
 def test_full_disk_while_appending_metrics_is_reported(monkeypatch, tmp_path):
     path = tmp_path / "metrics.jsonl"
     path.write_text('{"epoch": 0, "seed": 0}\n')
-    monkeypatch.setattr(run_lib, "open", _FullDisk, raising=False)
+    monkeypatch.setattr(workdir_lib, "open", _FullDisk, raising=False)
     with pytest.raises(UniImbError) as info:
-        run_lib._append_metrics(path, [{"epoch": 1, "seed": 0}], _Ckpt())
+        workdir_lib.append_metrics(path, [{"epoch": 1, "seed": 0}], _Ckpt())
     assert f"cannot append to {path}" in str(info.value)
     assert "No space left on device" in str(info.value)
     assert "earlier checkpoints are kept (latest: epoch 2" in str(info.value)
@@ -522,7 +524,7 @@ def test_full_disk_keeps_the_previous_json_file(monkeypatch, tmp_path):
 
     monkeypatch.setattr(os, "replace", full)
     with pytest.raises(UniImbError, match=f"cannot write {path}.*No space left"):
-        run_lib._write_json_atomic(path, {"new": True})
+        workdir_lib.write_json_atomic(path, {"new": True})
     assert json.loads(path.read_text()) == {"old": True}
     assert sorted(p.name for p in tmp_path.iterdir()) == ["config.json"]  # no .tmp left
 
@@ -531,7 +533,7 @@ def test_metrics_line_cut_by_a_kill_is_dropped_on_resume(tmp_path):
     path = tmp_path / "metrics.jsonl"
     good = [json.dumps({"epoch": e, "seed": 0}) + "\n" for e in range(4)]
     path.write_text("".join(good) + '{"epoch": 4, "se')
-    run_lib._rewrite_metrics(path, before_epoch=4)
+    workdir_lib.rewrite_metrics(path, before_epoch=4)
     assert path.read_text() == "".join(good)
-    run_lib._rewrite_metrics(path, before_epoch=2)
+    workdir_lib.rewrite_metrics(path, before_epoch=2)
     assert path.read_text() == "".join(good[:2])

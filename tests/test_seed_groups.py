@@ -9,7 +9,7 @@ import pytest
 
 from uniimb_jax.config import smoke_config
 from uniimb_jax.errors import ConfigError
-from uniimb_jax.train.run import prepare_run, train
+from uniimb_jax.train import prepare_run, train
 from uniimb_jax.train.sharding import seed_groups
 
 QUIET = dict(progress=False, log=lambda s: None)

@@ -24,7 +24,7 @@ from uniimb_jax import cli
 from uniimb_jax.config import smoke_config
 from uniimb_jax.errors import ConfigError
 from uniimb_jax.train import sharding
-from uniimb_jax.train.run import prepare_run
+from uniimb_jax.train import prepare_run
 
 # runs=3 on 4 devices: one padding seed. Two epochs, one per device call, so a run stopped
 # after the first call has one more to do when it resumes. UniImb without perturbation and
@@ -59,7 +59,7 @@ FOUR_DEVICES = _PRELUDE + """
 from uniimb_jax.errors import ConfigError
 from uniimb_jax.train import sharding
 from uniimb_jax.train.checkpoint import Checkpointer
-from uniimb_jax.train.run import Sweep, prepare_run
+from uniimb_jax.train import Sweep, prepare_run
 assert jax.device_count() == 4, jax.devices()
 out = {{}}
 tick = time.perf_counter()

@@ -17,7 +17,9 @@ import jax
 from uniimb_jax.errors import UniImbError
 from uniimb_jax.train import results as results_lib
 from uniimb_jax.train.checkpoint import Checkpointer
-from uniimb_jax.train.run import Sweep, load_config, prepare_run
+from uniimb_jax.train.prepare import prepare_run
+from uniimb_jax.train.sweep import Sweep
+from uniimb_jax.train.workdir import load_config
 
 ORDERS = tuple(results_lib.EVALUATIONS)
 

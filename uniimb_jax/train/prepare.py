@@ -1,0 +1,293 @@
+"""A run's data, prepared once for all its seeds: dataset, features, splits, device arrays.
+
+:func:`prepare_run` validates a configuration, loads the dataset (the embedded synthetic
+default, a local directory, or the TU server), computes its node features once, draws one
+split per seed (or one fixed split for all), packs the splits into
+:class:`~uniimb_jax.train.state.SeedData` with a leading seed axis, sizes the padding
+budgets and builds the :class:`~uniimb_jax.train.engine.Engine`. Nothing is compiled here;
+:class:`~uniimb_jax.train.sweep.Sweep` compiles, :func:`~uniimb_jax.train.run.train` runs.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import warnings
+from typing import Any, Optional
+
+import numpy as np
+
+from uniimb_jax.config import TrainConfig, validate_config
+from uniimb_jax.data import batch as batch_lib
+from uniimb_jax.data import batching, device_batching
+from uniimb_jax.data import splits as splits_lib
+from uniimb_jax.data.dataset import GraphDataset, without_self_loops
+from uniimb_jax.data.features import compute_features
+from uniimb_jax.data.splits import Split, make_split
+from uniimb_jax.errors import ConfigError, SplitError
+from uniimb_jax.train import sharding as sharding_lib
+from uniimb_jax.train.engine import Engine, StaticSpec
+from uniimb_jax.train.state import SeedData
+
+SYNTHETIC = "SYNTHETIC"
+
+
+def load_dataset(
+    cfg: TrainConfig,
+    *,
+    data_dir: Optional[str] = None,
+    cache_dir: Optional[str] = None,
+    download: bool = True,
+) -> GraphDataset:
+    """The configured dataset: the embedded synthetic one or a TU dataset.
+
+    The reference preset drops self-loops, as PyG's TU reader does for the published code.
+    """
+    if cfg.dataset.upper() == SYNTHETIC:
+        from uniimb_jax.data.synthetic import make_synthetic
+
+        ds = make_synthetic(num_graphs=cfg.synthetic_graphs, seed=0)
+    else:
+        from uniimb_jax.data.sources import load_tu_dataset
+
+        ds = load_tu_dataset(cfg.dataset, data_dir=data_dir, cache_dir=cache_dir,
+                             download=download)
+    return without_self_loops(ds) if cfg.preset == "reference" else ds
+
+
+def node_feature_dict(ds: GraphDataset, cfg: TrainConfig, cache_dir: Optional[str]) -> dict:
+    """``{batch.NODE_*: [N, *] float32}`` for the model's encoders."""
+    feats = compute_features(
+        ds,
+        feature_kind=cfg.feature_kind,
+        rwpe_steps=cfg.model.rwpe_steps,
+        lap_freqs=cfg.model.lap_feature_width,
+        cache_dir=cache_dir,
+    )
+    return {
+        batch_lib.NODE_FEATURES: feats.x,
+        batch_lib.NODE_RWPE: feats.rwpe,
+        batch_lib.NODE_LAP_VEC: feats.lap_vec,
+        batch_lib.NODE_LAP_VAL: feats.lap_val,
+        batch_lib.NODE_LAP_MASK: feats.lap_mask,
+    }
+
+
+def draw_splits(ds: GraphDataset, cfg: TrainConfig) -> list[Split]:
+    """One split per seed: each from its own seed, or one fixed split for every seed.
+
+    The fixed split is ``cfg.split_file`` when given; for the reference preset's topology
+    runs it is the packaged reference file of the dataset and mode where one exists, else
+    the split of the first seed (the published code runs all seeds on one split file).
+    """
+    path = cfg.split_file
+    if path is None and cfg.preset == "reference" and cfg.imbalance == "topology":
+        ref = splits_lib.reference_split_path(ds.name, cfg.degree)
+        path = None if ref is None else str(ref)
+        if ref is None:
+            first = make_split(ds, cfg.imbalance, cfg.degree, cfg.seed,
+                               protocol=cfg.split_protocol)
+            return [first] * cfg.runs
+    if path is not None:
+        split = splits_lib.fixed_split(
+            ds, splits_lib.load_split_file(path, ds), cfg.imbalance, cfg.seed)
+        return [split] * cfg.runs
+    return [
+        make_split(ds, cfg.imbalance, cfg.degree, seed, protocol=cfg.split_protocol)
+        for seed in cfg.seeds
+    ]
+
+
+def _pad(idx: np.ndarray, length: int) -> np.ndarray:
+    out = np.full(length, -1, np.int32)
+    out[: len(idx)] = idx
+    return out
+
+
+def _batched_lists(split: Split, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The train, validation and test index lists a run batches for one split."""
+    if cfg.uses_upsampling:
+        return split.train_upsampled, split.val_upsampled, split.test
+    return split.train, split.val, split.test
+
+
+def check_split_sizes(ds: GraphDataset, cfg: TrainConfig, splits: list[Split]) -> None:
+    """Every seed's batched train/validation/test lists are non-empty and the training list
+    holds at least one batch (checked before anything is sized from the splits).
+
+    Raises:
+      SplitError: a list is empty.
+      ConfigError: ``batch_size`` exceeds a seed's training graphs.
+    """
+    b = cfg.batch_size
+    for seed, split in zip(cfg.seeds, splits):
+        tr, va, te = _batched_lists(split, cfg)
+        for part, idx in (("train", tr), ("val", va), ("test", te)):
+            if len(idx) == 0:
+                raise SplitError(f"seed {seed}: the {part} split of {ds.name} is empty")
+        if len(tr) < b:
+            raise ConfigError(
+                f"batch_size={b} is out of range; seed {seed} has only {len(tr)} training graphs"
+            )
+
+
+def _eval_lists(
+    ds: GraphDataset, cfg: TrainConfig, split: Split, seed: int, budget: batching.PaddingBudget
+) -> dict[str, tuple[np.ndarray, np.ndarray]]:
+    """``{"val", "test", "test_shuffled": (idx, scored)}`` of one seed (``cfg.batching``)."""
+    _, val, test = _batched_lists(split, cfg)
+    # A fixed stream per seed, apart from the split's own: the orders are part of the run.
+    rng = np.random.default_rng([int(seed), 0x0E7A1])
+    shuffled = rng.permutation(np.asarray(test, np.int64))
+    if cfg.batching == "official":
+        labels = ds.graph_labels
+        if cfg.imbalance != "topology":  # topology lists keep the file's ascending order
+            val = splits_lib.official_list_order(val, labels, len(split.val), rng)
+            test = splits_lib.official_list_order(test, labels, len(test), rng)
+        return {name: batching.official_eval_batches(idx, cfg.batch_size)
+                for name, idx in (("val", val), ("test", test), ("test_shuffled", shuffled))}
+    out = {}
+    for name, idx in (("val", val), ("test", test), ("test_shuffled", shuffled)):
+        packed = batching.pack_eval(ds, idx, budget)
+        out[name] = (packed, packed >= 0)
+    return out
+
+
+def seed_data_from_splits(
+    ds: GraphDataset, cfg: TrainConfig, splits: list[Split], budget: batching.PaddingBudget
+) -> tuple[SeedData, int, tuple[int, int]]:
+    """Packs per-seed splits into one :class:`SeedData` with a leading seed axis.
+
+    Evaluation lists are batched as ``cfg.batching`` says (docs/evaluation.md):
+    ``"packed"`` fits them into ``budget`` (:func:`~uniimb_jax.data.batching.pack_eval`), so
+    evaluation never drops a graph; ``"official"`` takes exactly ``B`` graphs per batch in
+    the published order and sizes an evaluation budget that fits every such batch.
+
+    Returns the data (numpy), the number of training batches per epoch and the evaluation
+    budget ``(n_node, n_edge)``.
+    """
+    b = cfg.batch_size
+    trains = [_batched_lists(s, cfg)[0] for s in splits]
+    check_split_sizes(ds, cfg, splits)
+    t_len = max(len(t) for t in trains)
+    lists = [_eval_lists(ds, cfg, split, seed, budget) for seed, split in zip(cfg.seeds, splits)]
+
+    def stacked(name):
+        length = max(len(l[name][0]) for l in lists)
+        idx = np.stack([_pad(l[name][0], length) for l in lists])
+        scored = np.stack([np.pad(l[name][1], (0, length - len(l[name][1]))) for l in lists])
+        return idx, scored
+
+    (val_idx, val_scored), (test_idx, test_scored), (shuf_idx, shuf_scored) = (
+        stacked(n) for n in ("val", "test", "test_shuffled"))
+    if cfg.batching == "official":
+        eval_budget = batching.chunk_budget(ds, [val_idx, test_idx, shuf_idx], b)
+    else:
+        eval_budget = (budget.n_node, budget.n_edge)
+    c = ds.num_classes
+    weights = []
+    for tr in trains:
+        if cfg.method == "gin-reweight":
+            counts = np.bincount(ds.graph_labels[tr], minlength=c).astype(np.float64)
+            w = np.where(counts > 0, len(tr) / (c * np.maximum(counts, 1)), 0.0)
+        else:
+            w = np.ones(c)
+        weights.append(w.astype(np.float32))
+    data = SeedData(
+        train_idx=np.stack([_pad(np.asarray(t), t_len) for t in trains]),
+        num_train=np.array([len(t) for t in trains], np.int32),
+        val_idx=val_idx,
+        test_idx=test_idx,
+        class_weights=np.stack(weights),
+        seed=np.array(cfg.seeds, np.int32),
+        val_scored=val_scored,
+        test_scored=test_scored,
+        test_shuffled_idx=shuf_idx,
+        test_shuffled_scored=shuf_scored,
+    )
+    return data, -(-t_len // b), eval_budget
+
+
+def run_budget(ds: GraphDataset, cfg: TrainConfig, splits: list[Split]) -> batching.PaddingBudget:
+    """The one padding budget of a run (``cfg.budget``).
+
+    ``"worst"`` fits any ``B`` graphs of the lists the run batches, repetitions of
+    up-sampled graphs included, so no training graph is ever dropped; ``"quantile"`` fits
+    the ``cfg.budget_quantile`` quantile of random training batches (see
+    :func:`~uniimb_jax.data.batching.quantile_budget`).
+    """
+    lists = [_batched_lists(s, cfg) for s in splits]
+    every = np.concatenate([np.asarray(i) for parts in lists for i in parts])
+    if cfg.budget == "worst":
+        return batching.padding_budget(ds, cfg.batch_size, every)
+    return batching.quantile_budget(
+        ds, cfg.batch_size, [parts[0] for parts in lists], every, quantile=cfg.budget_quantile
+    )
+
+
+@dataclasses.dataclass
+class PreparedRun:
+    """Everything a run needs on the device, built once."""
+
+    cfg: TrainConfig
+    dataset: GraphDataset
+    splits: list[Split]
+    engine: Engine
+    device_data: device_batching.DeviceDataset
+    seed_data: SeedData
+    padding_efficiency: float
+    # The seed mesh (None: one device, unsharded). With a mesh, seed_data and the state have
+    # S_pad = ceil(runs / devices) * devices rows; rows [runs:] are padding (see sharding.py).
+    mesh: Optional[Any] = None
+
+
+def prepare_run(
+    cfg: TrainConfig,
+    *,
+    data_dir: Optional[str] = None,
+    cache_dir: Optional[str] = None,
+    download: bool = True,
+    dataset: Optional[GraphDataset] = None,
+    devices: sharding_lib.DevicesArg = None,
+) -> PreparedRun:
+    """Validates ``cfg``, loads data, draws splits and builds the engine (no compilation).
+
+    ``devices`` (``None``/1, N or ``"all"``) shards the seed axis over that many devices
+    (:mod:`uniimb_jax.train.sharding`); the dataset is then replicated on each.
+    """
+    validate_config(cfg)
+    mesh = sharding_lib.seed_mesh(devices)  # checks --devices before any data is loaded
+    ds = dataset if dataset is not None else load_dataset(
+        cfg, data_dir=data_dir, cache_dir=cache_dir, download=download
+    )
+    validate_config(cfg, num_graphs=ds.num_graphs)
+    splits = draw_splits(ds, cfg)
+    for seed, split in zip(cfg.seeds, splits):
+        for message in split.warnings:
+            warnings.warn(f"seed {seed}: {message}", UserWarning, stacklevel=2)
+    check_split_sizes(ds, cfg, splits)  # before the budget, which samples training batches
+    budget = run_budget(ds, cfg, splits)
+    seed_data, num_batches, eval_budget = seed_data_from_splits(ds, cfg, splits, budget)
+    feats = node_feature_dict(ds, cfg, cache_dir)
+    n_node, n_edge = budget.n_node, budget.n_edge
+    spec = StaticSpec(
+        num_classes=ds.num_classes,
+        batch_size=cfg.batch_size,
+        n_node=n_node,
+        n_edge=n_edge,
+        num_train_batches=num_batches,
+        eval_n_node=eval_budget[0],
+        eval_n_edge=eval_budget[1],
+    )
+    # Real nodes per padded node of an average training batch.
+    mean_nodes = float(np.mean([np.mean(ds.nodes_per_graph[_batched_lists(sp, cfg)[0]])
+                                for sp in splits]))
+    return PreparedRun(
+        cfg=cfg,
+        dataset=ds,
+        splits=splits,
+        engine=Engine(cfg, spec),
+        device_data=sharding_lib.place_replicated(device_batching.to_device_dataset(ds, feats), mesh),
+        seed_data=sharding_lib.place_seed_data(seed_data, mesh),
+        padding_efficiency=mean_nodes * cfg.batch_size / n_node,
+        mesh=mesh,
+    )

@@ -1,0 +1,26 @@
+"""The compiled sweep: a prepared run's per-seed functions, vmapped over seeds and jitted."""
+
+from __future__ import annotations
+
+from uniimb_jax.train import sharding as sharding_lib
+from uniimb_jax.train.prepare import PreparedRun
+
+
+class Sweep:
+    """The jitted, seed-vmapped functions of a prepared run."""
+
+    def __init__(self, prep: PreparedRun):
+        eng = prep.engine
+        epochs_per_call = prep.cfg.epochs_per_call
+        # jit(vmap(...)) over seeds; with a mesh, each device runs it on its own seeds (the
+        # state stays split over the devices, records and scores come back replicated).
+        mesh = prep.mesh
+        group = prep.cfg.seeds_per_group
+        self.init = sharding_lib.seed_jit(eng.init_state, (0, None), mesh, group_size=group)
+        self.run_epochs = sharding_lib.seed_jit(
+            lambda s, d, dd: eng.run_epochs(s, d, dd, epochs_per_call), (0, 0, None), mesh,
+            out=("seeds", "replicated"), donate_argnums=0, group_size=group,
+        )
+        self.final_scores = sharding_lib.seed_jit(
+            eng.final_scores, (0, 0, None), mesh, out="replicated", group_size=group
+        )

@@ -1,0 +1,224 @@
+"""The files of a work directory: lock, config check, metrics.jsonl, checkpoints, JSON writes.
+
+A work directory holds ``config.json`` (the run's configuration; a resumed run must match
+it), ``metrics.jsonl`` (one line per epoch and seed, rewritten on resume to drop epochs
+after the last checkpoint), ``checkpoints/`` (orbax, one step per device call),
+``results.json`` and a ``.lock`` holding the pid of the live run. Every write here is atomic
+or append-only, and a failed one raises :class:`~uniimb_jax.errors.UniImbError` naming the
+file and saying what was kept.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import pathlib
+import warnings
+from typing import Any, Optional
+
+import numpy as np
+
+from uniimb_jax.config import TrainConfig, config_from_dict
+from uniimb_jax.errors import CheckpointError, ConfigError, UniImbError, WorkdirBusyError
+from uniimb_jax.train.checkpoint import Checkpointer
+from uniimb_jax.train.prepare import PreparedRun
+
+
+@contextlib.contextmanager
+def workdir_lock(workdir: pathlib.Path):
+    """Refuses a second live process on the same work directory (a stale lock is taken)."""
+    try:
+        workdir.mkdir(parents=True, exist_ok=True)
+    except OSError as err:
+        raise UniImbError(f"cannot create work directory {workdir}: {err}") from None
+    lock = workdir / ".lock"
+    try:
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except FileExistsError:
+        try:
+            pid = int(lock.read_text().strip() or "0")
+        except (OSError, ValueError):
+            pid = 0
+        if pid and _pid_alive(pid):
+            raise WorkdirBusyError(
+                f"work directory {workdir} is in use by another run (pid {pid}); wait for it, "
+                f"or pass a different --workdir"
+            ) from None
+        warnings.warn(f"removing stale lock {lock} (pid {pid} is not running)", stacklevel=3)
+        lock.unlink(missing_ok=True)
+        fd = os.open(lock, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+    except OSError as err:
+        raise UniImbError(f"work directory {workdir} is not writable: {err}") from None
+    with os.fdopen(fd, "w") as f:
+        f.write(str(os.getpid()))
+    try:
+        yield
+    finally:
+        lock.unlink(missing_ok=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+def write_json_atomic(path: pathlib.Path, obj: Any) -> None:
+    """Writes ``path`` whole or not at all; an existing file survives a failed write.
+
+    Raises:
+      UniImbError: naming ``path`` when writing fails (e.g. a full disk).
+    """
+    tmp = path.with_suffix(path.suffix + ".tmp")
+    try:
+        with open(tmp, "w") as f:
+            json.dump(obj, f, indent=2)
+            f.write("\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise UniImbError(f"cannot write {path}: {err}") from err
+
+
+# TrainConfig fields that change how a run is computed but not its results (up to
+# floating-point rounding); resuming with a different value is allowed.
+EXECUTION_ONLY_FIELDS = ("seeds_per_group",)
+
+
+def check_config_matches(workdir: pathlib.Path, cfg: TrainConfig) -> None:
+    path = workdir / "config.json"
+    if not path.exists():
+        return
+    try:
+        saved = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError) as err:
+        raise UniImbError(f"{path} is unreadable ({err}); use a fresh --workdir") from None
+    current = json.loads(cfg.to_json())
+    for key in EXECUTION_ONLY_FIELDS:
+        # How the seeds are computed, not what: a resume may change it (e.g. smaller seed
+        # groups after running out of memory), and older config.json files lack it.
+        saved.pop(key, None)
+        current.pop(key, None)
+    if saved != current:
+        diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+        raise ConfigError(
+            f"{path} holds a different configuration (fields {diff}); resuming would mix runs. "
+            f"Use a fresh --workdir or the same arguments."
+        )
+
+
+def rewrite_metrics(path: pathlib.Path, before_epoch: int) -> None:
+    """Drops records of epochs a resumed run will redo (written after the last checkpoint)."""
+    if not path.exists():
+        return
+    kept = []
+    with open(path) as f:
+        for line in f:
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # a line cut by a kill
+            if rec.get("epoch", 0) < before_epoch:
+                kept.append(line if line.endswith("\n") else line + "\n")
+    tmp = path.with_suffix(".tmp")
+    try:
+        tmp.write_text("".join(kept))
+        os.replace(tmp, path)
+    except OSError as err:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise UniImbError(f"cannot rewrite {path}: {err}; the file is unchanged") from err
+
+
+def epoch_records(records: dict, seeds: list[int]) -> list[dict]:
+    """Per-epoch, per-seed JSON records from a call's ``[S, E]`` record arrays.
+
+    ``run_epochs`` is vmapped over seeds, so the seed axis comes first.
+    """
+    host = {k: np.asarray(v) for k, v in records.items()}
+    out = []
+    num_epochs = host["epoch"].shape[1]
+    for e in range(num_epochs):
+        for i, seed in enumerate(seeds):
+            if not host["active"][i, e]:
+                continue
+            out.append({
+                "epoch": int(host["epoch"][i, e]),
+                "seed": int(seed),
+                "train_loss": float(host["train_loss"][i, e]),
+                "val_loss": float(host["val_loss"][i, e]),
+                "val_macro_f1": float(100 * host["val_macro_f1"][i, e]),
+                "val_micro_f1": float(100 * host["val_micro_f1"][i, e]),
+                "improved": bool(host["improved"][i, e]),
+                "dropped_graphs": int(host["dropped_graphs"][i, e]),
+            })
+    return out
+
+
+def kept_note(ckpt: Optional[Checkpointer], wd: pathlib.Path) -> str:
+    """What survives a failed write, and how to go on."""
+    try:
+        latest = ckpt.latest_step() if ckpt is not None else None
+    except Exception:  # noqa: BLE001  (only for the message)
+        latest = None
+    if latest is None:
+        kept = f"no earlier checkpoint exists in {wd / 'checkpoints'}"
+    else:
+        kept = (f"earlier checkpoints are kept (latest: epoch {latest} in "
+                f"{wd / 'checkpoints'}), and so is {wd / 'metrics.jsonl'}")
+    return f"{kept}; free some space (or fix the directory) and run the same command to resume"
+
+
+def append_metrics(path: pathlib.Path, lines: list[dict], ckpt: Optional[Checkpointer]) -> None:
+    try:
+        with open(path, "a") as f:
+            f.writelines(json.dumps(r) + "\n" for r in lines)
+    except OSError as err:
+        # A line cut here is dropped when the run resumes (see rewrite_metrics).
+        raise UniImbError(f"cannot append to {path}: {err}; training stopped; "
+                          f"{kept_note(ckpt, path.parent)}") from err
+
+
+def save_checkpoint(ckpt: Checkpointer, epoch: int, state: Any, wd: pathlib.Path) -> None:
+    try:
+        ckpt.save(epoch, state, {"epoch": epoch})
+    except CheckpointError as err:
+        # A failed save leaves the earlier steps alone (orbax writes a step into a temporary
+        # directory and only deletes old steps after a successful save).
+        raise CheckpointError(f"{err}\ntraining stopped at epoch {epoch}; {kept_note(ckpt, wd)}") from err
+
+
+def dropped_fraction(wd: Optional[pathlib.Path], prep: PreparedRun) -> Optional[float]:
+    """Training graphs left out by the padding budget / graphs scheduled, over the whole run.
+
+    Read from ``metrics.jsonl`` (which survives resumption); ``None`` without a work dir.
+    """
+    if wd is None or not (wd / "metrics.jsonl").exists():
+        return None
+    dropped = epochs = 0
+    with open(wd / "metrics.jsonl") as f:
+        for line in f:
+            rec = json.loads(line)
+            dropped += rec.get("dropped_graphs", 0)
+            epochs += 1
+    scheduled = epochs * prep.engine.spec.num_train_batches * prep.engine.spec.batch_size
+    return dropped / max(scheduled, 1)
+
+
+def load_config(workdir: str) -> TrainConfig:
+    """The configuration saved in ``WORKDIR/config.json``."""
+    path = pathlib.Path(workdir) / "config.json"
+    try:
+        return config_from_dict(json.loads(path.read_text()))
+    except (OSError, json.JSONDecodeError, TypeError) as err:
+        raise UniImbError(f"cannot read {path}: {err}") from None
