@@ -25,7 +25,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 from tables import TABLES, Table, paper_number  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
-PAPER = pathlib.Path(__file__).resolve().parents[1].parent / "shared" / "reference" / "paper_tables.json"
+# The paper's published numbers, committed beside this script (source and units inside).
+PAPER = pathlib.Path(__file__).resolve().parent / "paper_tables.json"
 
 
 def load_cells(table: Table, root: pathlib.Path) -> dict[tuple[str, str], dict]:
@@ -70,7 +71,7 @@ def markdown(table: Table, cells: dict, paper: dict) -> str:
         f"# Table `{table.name}`: {table.imbalance} imbalance, degree {table.degree}",
         "",
         "Ours: mean ± std over seeds (numpy's default std), percent, test set, model selected",
-        "at the lowest validation loss. Paper: as printed (`../shared/reference/paper_tables.json`).",
+        "at the lowest validation loss. Paper: as printed (`experiments/paper_tables.json`).",
         "Δ/σ: (ours − paper mean) / paper std. p: two-sided Wilcoxon signed-rank test of "
         f"`{table.ours}` against `{table.baseline}` over paired seeds (Macro-F1). Budget: the",
         "epoch budget of the run (the protocol is 1000 with early stopping window 200) and the",

@@ -1,4 +1,4 @@
-"""Tests of uniimb_jax.data.splits (METHOD.md §1).
+"""Tests of uniimb_jax.data.splits (docs/method.md §1).
 
 Unit tests run on hand-built datasets (labels and node counts only, no edges). Real-data tests
 read the TU archives through the project's loader and compare with the reference topology

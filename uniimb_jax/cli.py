@@ -181,7 +181,7 @@ def cmd_data_info(args) -> int:
 
     ds = _load(args.dataset, args)
     summary = dataset_summary(ds)
-    # Width of the node-feature matrix the model sees (METHOD.md §2.1) and of the positional
+    # Width of the node-feature matrix the model sees (docs/method.md §2.1) and of the positional
     # encodings a preset may add.
     summary["node_feature_dim"] = int(node_feature_matrix(ds, "auto").shape[1])
     summary["node_feature_kind"] = "label" if ds.node_labels is not None else "constant"

@@ -1,4 +1,4 @@
-"""Run configuration and the per-dataset presets of METHOD.md §2.7.
+"""Run configuration and the per-dataset presets of docs/method.md §2.7.
 
 A :class:`TrainConfig` owns every knob of a run, the seeds included; the model's knobs live
 in its nested :class:`~uniimb_jax.models.config.ModelConfig`. Variants derive from a preset
@@ -39,7 +39,7 @@ BATCHINGS = ("packed", "official")
 
 @dataclasses.dataclass(frozen=True)
 class DatasetSettings:
-    """One row of METHOD.md §2.7 (per dataset and imbalance setting)."""
+    """One row of docs/method.md §2.7 (per dataset and imbalance setting)."""
 
     num_prototypes: int
     k1: int
@@ -50,7 +50,7 @@ class DatasetSettings:
     perturb: bool
 
 
-# METHOD.md §2.7. Intertwined runs reuse the class-imbalance row (the reference does too).
+# docs/method.md §2.7. Intertwined runs reuse the class-imbalance row (the reference does too).
 PRESET_TABLE: dict[tuple[str, str], DatasetSettings] = {
     ("class", "MUTAG"): DatasetSettings(16, 8, 8, 16, 3, True, True),
     ("class", "PROTEINS"): DatasetSettings(16, 16, 8, 32, 1, False, True),
@@ -65,7 +65,7 @@ PRESET_TABLE: dict[tuple[str, str], DatasetSettings] = {
     ("topology", "REDDIT-BINARY"): DatasetSettings(32, 32, 16, 64, 3, False, True),
     ("topology", "COLLAB"): DatasetSettings(32, 64, 16, 128, 32, False, False),
     ("topology", "IMDB-MULTI"): DatasetSettings(16, 32, 8, 32, 16, False, False),
-    # The rows METHOD.md §2.7 lacks, from the published scripts (docs/presets.md).
+    # The rows docs/method.md §2.7 lacks, from the published scripts (docs/presets.md).
     ("class", "PTC_MR"): DatasetSettings(16, 16, 8, 16, 8, True, True),
     ("class", "DHFR"): DatasetSettings(16, 32, 16, 32, 3, True, False),
     ("class", "AIDS"): DatasetSettings(16, 32, 16, 32, 3, True, True),

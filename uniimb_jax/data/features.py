@@ -1,4 +1,4 @@
-"""Host-side node features and positional encodings (METHOD.md §2.1), computed once per dataset.
+"""Host-side node features and positional encodings (docs/method.md §2.1), computed once per dataset.
 
 Everything here is numpy/scipy over the whole :class:`~uniimb_jax.data.dataset.GraphDataset`
 and returns arrays with one row per node of the dataset (global node order), so that a batch
@@ -123,7 +123,7 @@ def node_feature_matrix(
         ``"constant"``: a single column of ones (``F = 1``); ``"degree"``: one-hot in-degree
         clipped at ``max_degree`` (``F = max_degree + 1``, the last column meaning
         ``>= max_degree``); ``"auto"``: ``"label"`` when the dataset has node labels, else
-        ``"constant"`` (the reference's choice, METHOD.md §2.1).
+        ``"constant"`` (the reference's choice, docs/method.md §2.1).
       max_degree: degree clip for ``"degree"``; default ``min(dataset max, DEGREE_CAP)``.
 
     Raises:
@@ -317,7 +317,7 @@ def laplacian_pe(
     Eigenvectors are defined up to sign (and up to rotation within repeated eigenvalues);
     for determinism each is flipped so that its largest-magnitude entry (the first of those
     within 1e-6 of the largest) is positive. The model must still be sign-invariant
-    (METHOD.md §2.2).
+    (docs/method.md §2.2).
 
     Cost: one batched ``np.linalg.eigh`` (float64) per group of equal-size graphs,
     ``O(n^3)`` per graph: fine for molecules, slow for thousand-node graphs (DD), which is

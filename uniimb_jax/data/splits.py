@@ -1,4 +1,4 @@
-"""Train/validation/test splits for imbalanced graph classification (METHOD.md §1).
+"""Train/validation/test splits for imbalanced graph classification (docs/method.md §1).
 
 One function, :func:`make_split`, draws the split of one seed for each protocol:
 

@@ -1,7 +1,7 @@
 """Load balancing of the prototypes: target distributions, the selection bias, the IB term.
 
 The selection bias is non-gradient state, advanced by pure state transitions in the manner of
-an optax ``GradientTransformation`` (METHOD.md §2.6, DeepSeek-V3's auxiliary-loss-free
+an optax ``GradientTransformation`` (docs/method.md §2.6, DeepSeek-V3's auxiliary-loss-free
 balancing)::
 
     bias_k <- bias_k - phi * sign(n_k - target_k)

@@ -1,8 +1,8 @@
 """The model's configuration: every knob of the network, reference and corrected behaviour.
 
-Hyper-parameter defaults are the PROTEINS class-imbalance row of METHOD.md §2.7 (5-layer GIN,
+Hyper-parameter defaults are the PROTEINS class-imbalance row of docs/method.md §2.7 (5-layer GIN,
 hidden 128, K = 16 prototypes, K1 = 16, K2 = 8, 4 heads, RWPE with 1 step, LapPE off,
-perturbation and mixup on). Behaviour defaults are the **corrected** ones (METHOD.md: "the
+perturbation and mixup on). Behaviour defaults are the **corrected** ones (docs/method.md: "the
 default is the corrected behaviour unless stated"); every reference defect stays one switch
 away:
 

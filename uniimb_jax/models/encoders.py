@@ -10,7 +10,7 @@ Everything works on the padded, batch-local arrays of a
   padding budget never changes a real graph's output;
 * node states of padding nodes are zeroed after every layer, so the padding graph embeds to 0.
 
-Backbone (METHOD.md §2.2, reference: 5-layer GIN, hidden 128, sum pooling)::
+Backbone (docs/method.md §2.2, reference: 5-layer GIN, hidden 128, sum pooling)::
 
     x  = x + Dense_F(rwpe)                     # if rwpe_steps > 0
     p  = Dense_F(rwpe)                         # input of the parallel RWPE branch
@@ -159,7 +159,7 @@ def layer_class(name: str) -> type[nn.Module]:
 
 
 class LapPE(nn.Module):
-    """Sign-invariant Laplacian positional encoding (METHOD.md §2.2).
+    """Sign-invariant Laplacian positional encoding (docs/method.md §2.2).
 
     ``pe_i = Dense(sum_l mask_il [phi(v_il) + phi(-v_il) + psi(lambda_il)])`` with
     ``phi(v) = ReLU(Dense(v))`` and ``psi = Dense``, each applied per eigen-index to the

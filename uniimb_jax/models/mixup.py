@@ -1,4 +1,4 @@
-"""Embedding mixup (METHOD.md §2.4, reference; training only).
+"""Embedding mixup (docs/method.md §2.4, reference; training only).
 
 ``lam ~ Beta(1, 1)`` (uniform) once per batch; every real graph embedding ``x_i`` gets a mixed
 copy ``lam x_i + (1 - lam) x_perm(i)`` with ``perm`` a random permutation of the real graphs.

@@ -1,6 +1,6 @@
 """The UniImb classifier and the plain GIN baseline, one Flax module selected by config.
 
-``method="uniimb"`` (METHOD.md §2)::
+``method="uniimb"`` (docs/method.md §2)::
 
     perturb (edges, node features) -> encoder (GIN/GCN/SAGE + RWPE/LapPE) -> sum pooling
     -> [train: mixup, 2 n_graph rows] -> FFN -> DBP -> sigmoid(a0) * . -> FFN -> logits

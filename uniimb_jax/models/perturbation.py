@@ -1,4 +1,4 @@
-"""Personalised graph perturbation (METHOD.md §2.3): per-graph edge dropping and node masking.
+"""Personalised graph perturbation (docs/method.md §2.3): per-graph edge dropping and node masking.
 
 A small MLP maps each graph's average degree to two ratios in (0, 1) (sigmoid outputs, not
 rescaled, as in the reference): the edge-drop ratio ``p_g`` and the node-mask ratio ``r_g``.

@@ -1,4 +1,4 @@
-"""Dynamic balanced prototypes (DBP, METHOD.md §2.5), as in the reference code.
+"""Dynamic balanced prototypes (DBP, docs/method.md §2.5), as in the reference code.
 
 Rows are graph embeddings (``N = n_graph``, or ``2 n_graph`` with mixup) with a row mask;
 ``K`` prototypes, ``h`` heads of width ``hd = d / h``, learned keys ``[K, h, hd]``::
