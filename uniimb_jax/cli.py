@@ -1,9 +1,10 @@
 """``uniimb`` command line: parses arguments and calls one library function per command.
 
     uniimb train [--dataset NAME] [--imbalance class|topology|intertwined] [--degree D]
-                 [--runs N] [--epochs E] [--preset reference|corrected]
+                 [--runs N] [--epochs E] [--preset reference|corrected|g2gnn]
                  [--method uniimb|gin|gin-upsample|gin-reweight] [--data-dir DIR] [--workdir DIR]
                  [--devices N|all] [--distributed [--num-processes N --process-id I]]
+    uniimb evaluate --workdir DIR [--order all|official|shuffled|independent]
     uniimb data info --dataset NAME [--data-dir DIR] [--json]
     uniimb data split --dataset NAME --imbalance I --degree D --seed S [--json]
 
@@ -33,22 +34,71 @@ def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--offline", action="store_true", help="never download")
 
 
+DESCRIPTION = (
+    "UniImb (ICLR 2026) in JAX: imbalanced graph classification with dynamic balanced "
+    "prototypes. Trains a whole seed sweep as one compiled program, resumably. Method, "
+    "protocols and presets: docs/method.md, docs/presets.md, docs/evaluation.md."
+)
+PRESET_HELP = (
+    "reference: the published code's behaviour (docs/presets.md); corrected: its defects "
+    "fixed (learned perturbation, batch-independent inference, correct bias target); g2gnn: "
+    "G2GNN's settings for the GIN baselines (where the paper's GIN numbers come from)"
+)
+METHOD_HELP = (
+    "uniimb: the full model; gin: GIN + cross-entropy; gin-upsample: GIN on the up-sampled "
+    "split; gin-reweight: GIN with a class-weighted loss"
+)
+IMBALANCE_HELP = ("class: few training graphs of some classes; topology: few large graphs; "
+                  "intertwined: both")
+SPLIT_HELP = ("reference: the published split sizes (DD's test set then lacks a class: "
+              "warned); corrected: sizes that leave every class in every part")
+
+
+class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
+    """Shows defaults (unless the help already says what None means), keeps line breaks."""
+
+    def _get_help_string(self, action):
+        if action.default is None or "default" in (action.help or ""):
+            return action.help
+        return super()._get_help_string(action)
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="uniimb", description=__doc__.split("\n")[0])
+    from uniimb_jax import __version__
+
+    parser = argparse.ArgumentParser(prog="uniimb", description=DESCRIPTION,
+                                     formatter_class=_Formatter)
+    parser.add_argument("--version", action="version", version=f"uniimb-jax {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
 
-    t = sub.add_parser("train", help="train UniImb or a baseline over many seeds")
+    t = sub.add_parser("train", help="train UniImb or a baseline over many seeds",
+                       description="Train every seed of one setting; rerun the same command "
+                                   "to resume. Writes config.json, metrics.jsonl, checkpoints "
+                                   "and results.json into the work directory.",
+                       formatter_class=_Formatter)
     t.add_argument("--dataset", default="SYNTHETIC", help="TU dataset name or SYNTHETIC (embedded, default)")
-    t.add_argument("--imbalance", default="class", choices=config_lib.IMBALANCES)
+    t.add_argument("--imbalance", default="class", choices=config_lib.IMBALANCES,
+                   help=IMBALANCE_HELP)
     t.add_argument("--degree", default=None,
                    help="extreme|medium|low (class, intertwined) or high|mid|low (topology)")
     t.add_argument("--runs", type=int, default=None, help=f"number of seeds (default {SYNTHETIC_DEFAULT_RUNS} on SYNTHETIC, else 20)")
     t.add_argument("--seed", type=int, default=0, help="first seed")
     t.add_argument("--epochs", type=int, default=None,
                    help=f"epoch budget (default 1000; {SYNTHETIC_DEFAULT_EPOCHS} on SYNTHETIC)")
-    t.add_argument("--preset", default="corrected", choices=config_lib.PRESETS)
-    t.add_argument("--method", default="uniimb", choices=config_lib.METHODS)
-    t.add_argument("--split-protocol", default="reference", choices=config_lib.SPLIT_PROTOCOLS)
+    t.add_argument("--preset", default="corrected", choices=config_lib.PRESETS, help=PRESET_HELP)
+    t.add_argument("--method", default="uniimb", choices=config_lib.METHODS, help=METHOD_HELP)
+    t.add_argument("--split-protocol", default="reference", choices=config_lib.SPLIT_PROTOCOLS,
+                   help=SPLIT_HELP)
+    t.add_argument("--backbone", default=None, choices=("gin", "gcn", "sage"),
+                   help="message-passing layer (default: gin, as published)")
+    t.add_argument("--budget", default=None, choices=config_lib.BUDGETS,
+                   help="padding budget: quantile (fits 95%% of training batches; the rare larger "
+                        "batch drops its last graphs for that step) or worst (fits any batch) "
+                        "(default: quantile)")
+    t.add_argument("--early-stop-window", type=int, default=None, metavar="W",
+                   help="reference early stopping: after half the epochs, stop when the "
+                        "validation loss exceeds the mean of the previous W epochs' (default: "
+                        "200; G2GNN's GIN: 100)")
     t.add_argument("--batch-size", type=int, default=None, help="graphs per batch (default: preset)")
     t.add_argument("--split-file", default=None, metavar="PATH",
                    help="one split for every seed from this JSON file (train/val/test index lists, "
@@ -61,7 +111,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seeds-per-group", type=int, default=None, metavar="K",
                    help="compute K seeds side by side, the groups in turn (default: all at once); "
                         "bounds memory, e.g. COLLAB on a CPU")
-    t.add_argument("--workdir", default=None, help="output directory (default runs/<dataset>-<setting>-<method>-<preset>)")
+    t.add_argument("--workdir", default=None, help="output directory (default runs/<dataset>-<imbalance>-<degree>-<method>-<preset>-<runs>seeds-<epochs>ep)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--devices", default=None, metavar="N|all",
                    help="shard the seeds over N devices or all of them (default 1; all when several "
@@ -75,7 +125,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="multi-host without SLURM/MPI: index of this process, 0..N-1")
     _add_data_args(t)
 
-    ev = sub.add_parser("evaluate", help="re-score a run's selected models (docs/evaluation.md)")
+    ev = sub.add_parser("evaluate", help="re-score a run's selected models (docs/evaluation.md)",
+                        formatter_class=_Formatter)
     ev.add_argument("--workdir", required=True, help="work directory of a `uniimb train` run")
     ev.add_argument("--order", default="all", choices=("all", "official", "shuffled", "independent"),
                     help="official: the run's batching; shuffled: the same test graphs in a random "
@@ -83,7 +134,7 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print per-seed records as JSON")
     _add_data_args(ev)
 
-    d = sub.add_parser("data", help="inspect datasets and splits")
+    d = sub.add_parser("data", help="inspect datasets and splits", formatter_class=_Formatter)
     dsub = d.add_subparsers(dest="data_command", required=True)
     info = dsub.add_parser("info", help="dataset statistics")
     info.add_argument("--dataset", required=True)
@@ -140,14 +191,23 @@ def cmd_train(args) -> int:
         overrides["seeds_per_group"] = args.seeds_per_group
     if args.split_file is not None:
         overrides["split_file"] = args.split_file
+    if args.budget is not None:
+        overrides["budget"] = args.budget
+    if args.early_stop_window is not None:
+        overrides["early_stop_window"] = args.early_stop_window
     settings = config_lib.parse_settings(args.settings) if args.settings else None
-    model_overrides = {"u_dist": args.u_dist} if args.u_dist else None
+    model_overrides = {"u_dist": args.u_dist} if args.u_dist else {}
+    if args.backbone is not None:
+        model_overrides["backbone"] = args.backbone
     cfg = config_lib.make_config(
         args.dataset.upper() if synthetic else args.dataset, args.imbalance,
         method=args.method, preset=args.preset, model_overrides=model_overrides,
         settings=settings, **overrides,
     )
-    workdir = args.workdir or f"runs/{cfg.dataset}-{cfg.imbalance}-{cfg.degree}-{cfg.method}-{cfg.preset}"
+    # The seeds and the epoch budget are in the name: changing either starts a new run
+    # instead of stopping on a configuration mismatch.
+    workdir = args.workdir or (f"runs/{cfg.dataset}-{cfg.imbalance}-{cfg.degree}-{cfg.method}-"
+                               f"{cfg.preset}-{cfg.runs}seeds-{cfg.epochs}ep")
     print(f"uniimb train: {cfg.dataset} {cfg.imbalance}/{cfg.degree} {cfg.method} ({cfg.preset} preset), "
           f"{cfg.runs} seeds, up to {cfg.epochs} epochs -> {workdir}")
     results = train(cfg, workdir=workdir, data_dir=args.data_dir, cache_dir=args.cache_dir,

@@ -19,6 +19,7 @@ import hashlib
 import logging
 import os
 import pathlib
+import re
 import tempfile
 import urllib.error
 import urllib.request
@@ -83,6 +84,15 @@ def _check_name(name: str) -> None:
         raise DatasetNotFoundError(f"invalid dataset name {name!r}")
 
 
+def canonical_name(name: str) -> str:
+    """``name`` spelt as the TU server spells it when it matches a known dataset up to case
+    (``"proteins"`` -> ``"PROTEINS"``); otherwise unchanged."""
+    for known in KNOWN_DATASETS:
+        if known.lower() == name.lower():
+            return known
+    return name
+
+
 def _suggestions(name: str) -> str:
     close = difflib.get_close_matches(name, KNOWN_DATASETS, n=3, cutoff=0.5)
     close += [k for k in KNOWN_DATASETS if k.lower() == name.lower() and k not in close]
@@ -133,6 +143,7 @@ def resolve_archive(
         place searched and how to fix it.
     """
     _check_name(name)
+    name = canonical_name(name)
     data_dir = data_dir if data_dir is not None else os.environ.get(DATA_DIR_ENV) or None
     cache = pathlib.Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     looked = []
@@ -159,6 +170,12 @@ def resolve_archive(
         raise DatasetNotFoundError(
             f"TU dataset {name!r} not found and {why}. Looked in: {where}. To fix: {fixes}, "
             f"or allow the download (drop --offline / unset {OFFLINE_ENV}).{unknown}"
+        )
+    if name not in KNOWN_DATASETS and _suggestions(name):
+        # A likely typo: say so before any network access.
+        raise DatasetNotFoundError(
+            f"{name!r} is not a known TU dataset; {_suggestions(name)}(looked in: {where}; "
+            f"nothing downloaded). Known names: {', '.join(KNOWN_DATASETS)}."
         )
     url = TU_URL.format(name=name)
     log.info("downloading %s from %s", name, url)
@@ -276,8 +293,20 @@ def load_tu_dataset(
       DatasetNotFoundError: see :func:`resolve_archive`.
       DataError: the archive is malformed (see :func:`~uniimb_jax.data.tu.read_tu_archive`).
     """
-    archive = resolve_archive(name, data_dir=data_dir, cache_dir=cache_dir, download=download)
+    _check_name(name)
+    name = canonical_name(name)
     cache = pathlib.Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    try:
+        archive = resolve_archive(name, data_dir=data_dir, cache_dir=cache_dir, download=False)
+    except DatasetNotFoundError:
+        # No archive here, but an earlier load (e.g. with --data-dir) left its processed
+        # form: use it rather than download the same dataset again.
+        processed = _newest_processed(cache, name)
+        if processed is not None:
+            log.info("no %s archive found; using the processed cache %s", name, processed)
+            return processed
+        archive = resolve_archive(name, data_dir=data_dir, cache_dir=cache_dir,
+                                  download=download)
     try:
         digest = _archive_digest(archive)
     except OSError as err:
@@ -291,6 +320,21 @@ def load_tu_dataset(
     ds = read_tu_archive(archive, name=name)
     _save_cache(ds, cached)
     return ds
+
+
+def _newest_processed(cache: pathlib.Path, name: str) -> Optional[GraphDataset]:
+    """The most recently written valid processed cache of ``name``, or None."""
+    folder = cache / "processed"
+    if not folder.is_dir():
+        return None
+    pattern = re.compile(re.escape(name) + r"-[0-9a-f]{16}\.npz")
+    entries = sorted((p for p in folder.iterdir() if pattern.fullmatch(p.name)),
+                     key=lambda p: p.stat().st_mtime, reverse=True)
+    for path in entries:
+        ds = _load_cache(path)
+        if ds is not None and ds.name == name:
+            return ds
+    return None
 
 
 def dataset_summary(ds: GraphDataset) -> dict:

@@ -45,6 +45,8 @@ from uniimb_jax.train.workdir import (  # noqa: F401  (load_config: imported fro
     dropped_fraction,
     epoch_records,
     load_config,
+    previous_results,
+    remove_if_empty,
     rewrite_metrics,
     save_checkpoint,
     workdir_lock,
@@ -124,6 +126,18 @@ def train(
     t_start = time.perf_counter()
     validate_config(cfg)
     wd = pathlib.Path(workdir) if workdir else None
+    created = wd is not None and not wd.exists()
+    try:
+        return _locked_train(cfg, wd, data_dir, cache_dir, download, progress, log, dataset,
+                             stop_after_calls, devices, t_start)
+    except BaseException:
+        if created and sharding_lib.is_primary():
+            remove_if_empty(wd)  # only empty directories: nothing written is ever removed
+        raise
+
+
+def _locked_train(cfg, wd, data_dir, cache_dir, download, progress, log, dataset,
+                  stop_after_calls, devices, t_start):
     # One lock per run, held by process 0: other hosts' pids mean nothing on this host.
     lock = workdir_lock(wd) if wd and sharding_lib.is_primary() else contextlib.nullcontext()
     with lock:
@@ -148,16 +162,29 @@ def _train_loop(cfg, prep, sweep, wd, ckpt, progress, log, t_start, stop_after_c
     primary = sharding_lib.is_primary()
     state = sweep.init(prep.seed_data, prep.device_data)
     start_epoch = 0
+    # Times of earlier sessions of this run (a resumed run reports all of them).
+    before = {"wall_time_s": 0.0, "train_time_s": 0.0, "first_call_s": None}
+    finished_before = previous_results(wd)
     if ckpt is not None:
         restored = ckpt.restore_latest(state)
         if restored is not None:
             _, state, meta = restored
             start_epoch = int(meta["epoch"])
+            for key in before:
+                if meta.get(key) is not None:
+                    before[key] = float(meta[key])
             log(f"resuming from the checkpoint at epoch {start_epoch} in {wd}")
         if primary:
             write_json_atomic(wd / "config.json", json.loads(cfg.to_json()))
             rewrite_metrics(wd / "metrics.jsonl", start_epoch)
     jax.block_until_ready(state)
+    if primary:
+        spec = prep.engine.spec
+        graphs = np.asarray(prep.seed_data.num_train)[: cfg.runs]
+        log(f"job: {cfg.runs} seeds x up to {cfg.epochs} epochs (epochs {start_epoch} done); "
+            f"per seed-epoch {int(np.median(graphs))} training graphs in "
+            f"{spec.num_train_batches} batches of {spec.batch_size}, then validation; "
+            f"a device call runs {cfg.epochs_per_call} epochs of every seed")
     compile_s = None
     bar = None
     if progress and primary:
@@ -182,7 +209,12 @@ def _train_loop(cfg, prep, sweep, wd, ckpt, progress, log, t_start, stop_after_c
             if wd:
                 if primary:
                     append_metrics(wd / "metrics.jsonl", lines, ckpt)
-                save_checkpoint(ckpt, epoch, state, wd)
+                save_checkpoint(ckpt, epoch, state, wd, meta={
+                    "wall_time_s": before["wall_time_s"] + time.perf_counter() - t_start,
+                    "train_time_s": before["train_time_s"] + time.perf_counter() - t0,
+                    "first_call_s": (before["first_call_s"] if before["first_call_s"]
+                                     is not None else compile_s),
+                })
             # Outside `if bar`: on several hosts to_host is a collective every process joins.
             best = sharding_lib.to_host(state.early.best_val_loss)[: cfg.runs]
             if bar is not None:
@@ -224,9 +256,10 @@ def _train_loop(cfg, prep, sweep, wd, ckpt, progress, log, t_start, stop_after_c
         "evaluations": results_lib.evaluation_summary(per_seed),
         "diverged_seeds": [r["seed"] for r in per_seed if r["diverged"]],
         "split_warnings": sorted({w for s in prep.splits for w in s.warnings}),
-        "wall_time_s": time.perf_counter() - t_start,
-        "train_time_s": train_s,
-        "first_call_s": compile_s,
+        "wall_time_s": before["wall_time_s"] + time.perf_counter() - t_start,
+        "train_time_s": before["train_time_s"] + train_s,
+        "first_call_s": before["first_call_s"] if before["first_call_s"] is not None
+        else compile_s,
         "padding_efficiency": prep.padding_efficiency,
         "num_devices": prep.mesh.size if prep.mesh is not None else 1,
         "budget": {"kind": cfg.budget, "n_node": prep.engine.spec.n_node,
@@ -236,6 +269,11 @@ def _train_loop(cfg, prep, sweep, wd, ckpt, progress, log, t_start, stop_after_c
         "jax_version": jax.__version__,
         "git_commit": results_lib.git_commit(),
     }
+    if finished_before is not None:
+        # A rerun of a finished command: keep the training's figures, add this rerun's.
+        for key in ("wall_time_s", "train_time_s", "first_call_s"):
+            results[key] = finished_before.get(key, results[key])
+        results["rerun_wall_time_s"] = time.perf_counter() - t_start
     if wd and primary:
         try:
             write_json_atomic(wd / "results.json", results)

@@ -111,9 +111,11 @@ def check_config_matches(workdir: pathlib.Path, cfg: TrainConfig) -> None:
         current.pop(key, None)
     if saved != current:
         diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
+        was = ", ".join(f"{k}={saved.get(k)!r}" for k in diff if not isinstance(saved.get(k), dict))
         raise ConfigError(
-            f"{path} holds a different configuration (fields {diff}); resuming would mix runs. "
-            f"Use a fresh --workdir or the same arguments."
+            f"{path} holds a different configuration (fields {diff}"
+            + (f"; saved: {was}" if was else "")
+            + "); resuming would mix runs. Use a fresh --workdir or the same arguments."
         )
 
 
@@ -189,9 +191,14 @@ def append_metrics(path: pathlib.Path, lines: list[dict], ckpt: Optional[Checkpo
                           f"{kept_note(ckpt, path.parent)}") from err
 
 
-def save_checkpoint(ckpt: Checkpointer, epoch: int, state: Any, wd: pathlib.Path) -> None:
+def save_checkpoint(
+    ckpt: Checkpointer, epoch: int, state: Any, wd: pathlib.Path,
+    meta: Optional[dict[str, Any]] = None,
+) -> None:
+    """Saves step ``epoch`` with ``{"epoch": epoch, **meta}`` (e.g. the run's cumulative
+    times, so that a resumed run reports the time of all its sessions)."""
     try:
-        ckpt.save(epoch, state, {"epoch": epoch})
+        ckpt.save(epoch, state, {"epoch": epoch, **(meta or {})})
     except CheckpointError as err:
         # A failed save leaves the earlier steps alone (orbax writes a step into a temporary
         # directory and only deletes old steps after a successful save).
@@ -213,6 +220,25 @@ def dropped_fraction(wd: Optional[pathlib.Path], prep: PreparedRun) -> Optional[
             epochs += 1
     scheduled = epochs * prep.engine.spec.num_train_batches * prep.engine.spec.batch_size
     return dropped / max(scheduled, 1)
+
+
+def remove_if_empty(workdir: pathlib.Path) -> None:
+    """Removes ``workdir`` (and its ``checkpoints/``) if nothing was written into them: a run
+    that failed before any work (e.g. its dataset did not load) leaves nothing behind."""
+    with contextlib.suppress(OSError):
+        (workdir / "checkpoints").rmdir()
+    with contextlib.suppress(OSError):
+        workdir.rmdir()
+
+
+def previous_results(workdir: Optional[pathlib.Path]) -> Optional[dict[str, Any]]:
+    """``results.json`` of an earlier, finished invocation in ``workdir`` (or None)."""
+    if workdir is None or not (workdir / "results.json").is_file():
+        return None
+    try:
+        return json.loads((workdir / "results.json").read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
 
 
 def load_config(workdir: str) -> TrainConfig:

@@ -1,0 +1,93 @@
+"""A new user's rough edges: names, caches, work directories, reruns, --help."""
+
+from __future__ import annotations
+
+import json
+import pathlib
+import urllib.request
+
+import pytest
+
+from uniimb_jax import __version__, cli
+from uniimb_jax.config import smoke_config
+from uniimb_jax.data.sources import load_tu_dataset
+from uniimb_jax.errors import DatasetNotFoundError
+from uniimb_jax.train import train
+
+ROOT = pathlib.Path(__file__).resolve().parents[1]
+TU = ROOT.parent / "shared" / "data" / "tu"
+needs_tu = pytest.mark.skipif(not TU.is_dir(), reason=f"{TU} missing")
+
+
+def _no_network(monkeypatch):
+    def refuse(*args, **kwargs):
+        raise AssertionError("network access")
+
+    monkeypatch.setattr(urllib.request, "urlopen", refuse)
+
+
+def test_version(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["--version"])
+    assert info.value.code == 0
+    assert capsys.readouterr().out.strip() == f"uniimb-jax {__version__}"
+
+
+def test_help_explains_choices_and_shows_defaults(capsys):
+    with pytest.raises(SystemExit):
+        cli.main(["train", "--help"])
+    out = capsys.readouterr().out
+    for text in ("reference: the published code", "g2gnn", "class-weighted loss",
+                 "(default: corrected)", "--backbone", "--budget", "--early-stop-window",
+                 "--split-file", "--settings"):
+        assert text in out, text
+    assert "``" not in out  # no RST markup in what users read
+
+
+@needs_tu
+def test_dataset_names_match_case_insensitively(tmp_path, monkeypatch):
+    _no_network(monkeypatch)
+    ds = load_tu_dataset("mutag", data_dir=TU, cache_dir=tmp_path, download=True)
+    assert ds.name == "MUTAG" and ds.num_graphs == 188
+
+
+def test_a_misspelt_name_is_suggested_before_any_download(tmp_path, monkeypatch):
+    _no_network(monkeypatch)
+    with pytest.raises(DatasetNotFoundError, match=r"did you mean PROTEINS.*nothing downloaded"):
+        load_tu_dataset("PROTEIN", cache_dir=tmp_path, download=True)
+
+
+@needs_tu
+def test_processed_cache_is_used_without_the_archive(tmp_path, monkeypatch):
+    load_tu_dataset("MUTAG", data_dir=TU, cache_dir=tmp_path)
+    _no_network(monkeypatch)
+    ds = load_tu_dataset("MUTAG", cache_dir=tmp_path, download=True)  # no --data-dir
+    assert ds.num_graphs == 188
+
+
+def test_a_failed_load_leaves_no_work_directory(tmp_path, capsys):
+    wd = tmp_path / "run"
+    code = cli.main(["train", "--dataset", "PROTEIN", "--offline", "--workdir", str(wd),
+                     "--cache-dir", str(tmp_path / "cache")])
+    assert code == 2 and "did you mean PROTEINS" in capsys.readouterr().err
+    assert not wd.exists()
+
+
+def test_a_rerun_keeps_the_training_times(tmp_path):
+    cfg = smoke_config(runs=1, epochs=2)
+    first = train(cfg, workdir=str(tmp_path), progress=False, log=lambda s: None)
+    again = train(cfg, workdir=str(tmp_path), progress=False, log=lambda s: None)
+    for key in ("wall_time_s", "train_time_s", "first_call_s"):
+        assert again[key] == first[key]
+    assert again["rerun_wall_time_s"] > 0
+    saved = json.loads((tmp_path / "results.json").read_text())
+    assert saved["wall_time_s"] == first["wall_time_s"]
+    assert saved["per_seed"][0]["macro_f1"] == first["per_seed"][0]["macro_f1"]
+
+
+def test_default_workdir_names_seeds_and_epochs(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", "--runs", "1", "--epochs", "1", "--no-progress"]) == 0
+    assert (tmp_path / "runs" / "SYNTHETIC-class-extreme-uniimb-corrected-1seeds-1ep"
+            / "results.json").is_file()
+    assert "job: 1 seeds x up to 1 epochs" in capsys.readouterr().out
