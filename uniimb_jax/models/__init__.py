@@ -14,6 +14,7 @@ from uniimb_jax.models.balancing import (
 from uniimb_jax.models.config import ModelConfig
 from uniimb_jax.models.encoders import create_backbone, sum_pool
 from uniimb_jax.models.model import UniImbModel, create_model
+from uniimb_jax.models.prototype import DynamicBalancedPrototype, RoutingStats
 
 __all__ = [
     "ModelConfig",
@@ -21,6 +22,8 @@ __all__ = [
     "create_model",
     "create_backbone",
     "sum_pool",
+    "DynamicBalancedPrototype",
+    "RoutingStats",
     "PrototypeState",
     "init_prototype_state",
     "u_distribution",
