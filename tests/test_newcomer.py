@@ -91,3 +91,41 @@ def test_default_workdir_names_seeds_and_epochs(tmp_path, monkeypatch, capsys):
     assert (tmp_path / "runs" / "SYNTHETIC-class-extreme-uniimb-corrected-1seeds-1ep"
             / "results.json").is_file()
     assert "job: 1 seeds x up to 1 epochs" in capsys.readouterr().out
+
+
+def test_selected_models_predict_what_the_run_scored(tmp_path, capsys):
+    """Corrected inference is batch-independent: predicting the test graphs with the saved
+    per-seed models reproduces the run's test confusion matrices."""
+    import numpy as np
+
+    from uniimb_jax.train.prepare import draw_splits, load_dataset
+    from uniimb_jax.train.trained import load_run
+
+    cfg = smoke_config(runs=2, epochs=3)
+    res = train(cfg, workdir=str(tmp_path), progress=False, log=lambda s: None)
+    run = load_run(tmp_path)
+    assert run.seeds == cfg.seeds and run.num_classes == 2
+    ds = load_dataset(cfg)
+    probs = run.predict(ds)
+    assert probs.shape == (2, ds.num_graphs, 2)
+    np.testing.assert_allclose(probs.sum(-1), 1.0, rtol=1e-5)
+    for i, split in enumerate(draw_splits(ds, cfg)):
+        pred = probs[i, split.test].argmax(-1)
+        cm = np.zeros((2, 2), int)
+        np.add.at(cm, (ds.graph_labels[split.test], pred), 1)
+        assert cm.tolist() == res["per_seed"][i]["test_confusion"]
+    np.testing.assert_array_equal(run.predict(ds, seed=cfg.seeds[1]), probs[1])
+    # The CLI writes the same numbers.
+    out = tmp_path / "p.csv"
+    assert cli.main(["predict", "--workdir", str(tmp_path), "--dataset", "SYNTHETIC",
+                     "--seed", str(cfg.seeds[0]), "--out", str(out)]) == 0
+    rows = out.read_text().splitlines()
+    assert rows[0] == "graph,seed,p_class_0,p_class_1" and len(rows) == ds.num_graphs + 1
+    first = [float(v) for v in rows[1].split(",")[2:]]
+    np.testing.assert_allclose(first, probs[0, 0], atol=1e-6)
+
+
+def test_predict_refuses_an_unfinished_run(tmp_path, capsys):
+    (tmp_path / "config.json").write_text(smoke_config().to_json())
+    assert cli.main(["predict", "--workdir", str(tmp_path), "--dataset", "SYNTHETIC"]) == 2
+    assert "has not finished" in capsys.readouterr().err

@@ -134,6 +134,16 @@ def build_parser() -> argparse.ArgumentParser:
     ev.add_argument("--json", action="store_true", help="print per-seed records as JSON")
     _add_data_args(ev)
 
+    pr = sub.add_parser("predict", help="class probabilities of a run's selected models on graphs",
+                        formatter_class=_Formatter)
+    pr.add_argument("--workdir", required=True, help="work directory of a finished `uniimb train` run")
+    src = pr.add_mutually_exclusive_group(required=True)
+    src.add_argument("--dataset", help="a TU dataset name (every graph of it)")
+    src.add_argument("--graphs", metavar="FILE", help="your graphs: a TU-format zip or folder")
+    pr.add_argument("--seed", type=int, default=None, help="one seed's model (default: every seed)")
+    pr.add_argument("--out", default=None, help="CSV file (default: print to stdout)")
+    _add_data_args(pr)
+
     d = sub.add_parser("data", help="inspect datasets and splits", formatter_class=_Formatter)
     dsub = d.add_subparsers(dest="data_command", required=True)
     info = dsub.add_parser("info", help="dataset statistics")
@@ -235,6 +245,45 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def cmd_predict(args) -> int:
+    from uniimb_jax.train.trained import load_run
+
+    run = load_run(args.workdir)
+    if args.graphs is not None:
+        import pathlib
+
+        from uniimb_jax.data.tu import read_tu_archive
+
+        path = pathlib.Path(args.graphs)
+        if not path.exists():
+            raise UniImbError(f"--graphs {path}: no such file or folder")
+        graphs = read_tu_archive(path, name=path.stem)
+    elif args.dataset.upper() == run.cfg.dataset.upper():
+        from uniimb_jax.train.prepare import load_dataset
+
+        # The run's own dataset, as the run loaded it (e.g. the synthetic size it used).
+        graphs = load_dataset(run.cfg, data_dir=args.data_dir, cache_dir=args.cache_dir,
+                              download=not args.offline)
+    else:
+        graphs = _load(args.dataset, args)
+    seeds = [args.seed] if args.seed is not None else run.seeds
+    probs = run.predict(graphs, seed=args.seed)
+    probs = probs[None] if args.seed is not None else probs
+    header = "graph,seed," + ",".join(f"p_class_{c}" for c in range(run.num_classes))
+    lines = [header] + [
+        f"{g},{s}," + ",".join(f"{p:.6f}" for p in probs[j, g])
+        for j, s in enumerate(seeds) for g in range(graphs.num_graphs)
+    ]
+    text = "\n".join(lines) + "\n"
+    if args.out:
+        with open(args.out, "w") as fh:
+            fh.write(text)
+        print(f"{len(lines) - 1} rows ({graphs.num_graphs} graphs x {len(seeds)} seeds) -> {args.out}")
+    else:
+        sys.stdout.write(text)
+    return 0
+
+
 def cmd_data_info(args) -> int:
     from uniimb_jax.data.features import node_feature_matrix
     from uniimb_jax.data.sources import dataset_summary
@@ -284,6 +333,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return cmd_train(args)
         if args.command == "evaluate":
             return cmd_evaluate(args)
+        if args.command == "predict":
+            return cmd_predict(args)
         if args.data_command == "info":
             return cmd_data_info(args)
         return cmd_data_split(args)

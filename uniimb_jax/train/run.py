@@ -39,6 +39,7 @@ from uniimb_jax.train import sharding as sharding_lib
 from uniimb_jax.train.checkpoint import Checkpointer
 from uniimb_jax.train.prepare import prepare_run
 from uniimb_jax.train.sweep import Sweep
+from uniimb_jax.train.trained import save_selected
 from uniimb_jax.train.workdir import (  # noqa: F401  (load_config: imported from here before)
     append_metrics,
     check_config_matches,
@@ -275,6 +276,11 @@ def _train_loop(cfg, prep, sweep, wd, ckpt, progress, log, t_start, stop_after_c
             results[key] = finished_before.get(key, results[key])
         results["rerun_wall_time_s"] = time.perf_counter() - t_start
     if wd and primary:
+        try:
+            save_selected(wd, cfg.seeds, state, prep.dataset.num_classes)
+        except OSError as err:
+            raise UniImbError(f"cannot write the selected models into {wd / 'selected'}: "
+                              f"{err}; the final checkpoint is kept") from err
         try:
             write_json_atomic(wd / "results.json", results)
         except UniImbError as err:

@@ -1,0 +1,148 @@
+"""A finished run's selected models, kept per seed, and predictions on new graphs.
+
+At the end of training every seed's selected variables (those of its lowest validation
+loss) are written to ``WORKDIR/selected/seed-<S>.npz``: flat arrays named
+``params/<module>/.../<leaf>``, ``batch_stats/...`` and ``proto/bias``, ``proto/values``,
+``proto/ema_initialized`` (the prototype state), a few hundred kB to a few MB per seed,
+independent of the sweep's stacked checkpoints (which ``experiments/run_table.py`` deletes).
+
+    run = load_run("runs/my-run")                      # reads config.json + selected/
+    probs = run.predict(graphs)                        # [S, G, C] for every seed
+    probs = run.predict(graphs, seed=3)                # [G, C]
+
+``graphs`` is a :class:`~uniimb_jax.data.dataset.GraphDataset` (a TU dataset, or
+:func:`~uniimb_jax.data.tu.read_tu_archive` of your own files in the TU format); its node
+features are computed as the run computed them. ``uniimb predict`` writes the same as CSV.
+Predictions are made in batches of the run's batch size, in the order of ``graphs``; with the
+reference preset a prediction depends on the other graphs of its batch (docs/evaluation.md),
+with the corrected one it does not.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import pathlib
+from typing import Any, Optional, Union
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import traverse_util
+
+from uniimb_jax.config import TrainConfig
+from uniimb_jax.data import batching
+from uniimb_jax.data.dataset import GraphDataset, without_self_loops
+from uniimb_jax.data.features import compute_features
+from uniimb_jax.errors import ConfigError, UniImbError
+from uniimb_jax.models import create_model
+from uniimb_jax.models.balancing import PrototypeState
+from uniimb_jax.train.workdir import load_config
+
+SELECTED_DIR = "selected"
+
+
+def save_selected(workdir: pathlib.Path, seeds: list[int], state: Any, num_classes: int) -> None:
+    """Writes ``selected/seed-<S>.npz`` for every seed from a seed-stacked state."""
+    host = jax.device_get({"params": state.best_params, "batch_stats": state.best_batch_stats,
+                           "proto": state.best_proto._asdict()})
+    out = workdir / SELECTED_DIR
+    out.mkdir(parents=True, exist_ok=True)
+    for i, seed in enumerate(seeds):
+        flat = traverse_util.flatten_dict(jax.tree.map(lambda x: np.asarray(x[i]), host), sep="/")
+        flat["num_classes"] = np.int64(num_classes)
+        tmp = out / f".seed-{seed}.npz.tmp"
+        with open(tmp, "wb") as fh:
+            np.savez(fh, **flat)
+        tmp.replace(out / f"seed-{seed}.npz")
+
+
+def _load_selected(path: pathlib.Path) -> tuple[dict, PrototypeState, int]:
+    with np.load(path, allow_pickle=False) as npz:
+        flat = {k: npz[k] for k in npz.files}
+    num_classes = int(flat.pop("num_classes"))
+    tree = traverse_util.unflatten_dict(flat, sep="/")
+    proto = PrototypeState(**{k: jnp.asarray(v) for k, v in tree.pop("proto").items()})
+    variables = {"params": tree["params"], "batch_stats": tree.get("batch_stats", {})}
+    return variables, proto, num_classes
+
+
+@dataclasses.dataclass
+class TrainedRun:
+    """A run's configuration and its seeds' selected variables (see the module docstring)."""
+
+    cfg: TrainConfig
+    seeds: list[int]
+    variables: dict[int, dict]
+    protos: dict[int, PrototypeState]
+    num_classes: int
+
+    def predict(self, graphs: GraphDataset, seed: Optional[int] = None) -> np.ndarray:
+        """Class probabilities: ``[G, C]`` for ``seed``, else ``[S, G, C]`` (``self.seeds``).
+
+        Raises:
+          ConfigError: the graphs' node features do not have the width the model was
+            trained on, or ``seed`` is not one of the run's.
+        """
+        if seed is not None and seed not in self.variables:
+            raise ConfigError(f"seed={seed} is not a seed of this run; it has {self.seeds}")
+        cfg = self.cfg
+        ds = without_self_loops(graphs) if cfg.preset == "reference" else graphs
+        feats = compute_features(ds, feature_kind=cfg.feature_kind,
+                                 rwpe_steps=cfg.model.rwpe_steps,
+                                 lap_freqs=cfg.model.lap_feature_width)
+        model = create_model(cfg.model, self.num_classes)
+        b = cfg.batch_size
+        budget = batching.padding_budget(ds, b)
+        order = batching.pack_eval(ds, np.arange(ds.num_graphs), budget).reshape(-1, b)
+
+        seeds = [seed] if seed is not None else self.seeds
+        self._check_width(feats.x.shape[1], seeds[0])
+
+        @jax.jit
+        def apply(variables, proto, batch, key):
+            logits, _ = model.apply(variables, batch, proto, train=False, rngs={"perturb": key})
+            return jax.nn.softmax(logits, axis=-1)
+
+        out = np.zeros((len(seeds), ds.num_graphs, self.num_classes), np.float32)
+        for k, idx in enumerate(order):
+            real = idx[idx >= 0]
+            batch = batching.make_batch(ds, feats, real, budget)
+            for j, s in enumerate(seeds):
+                probs = apply(self.variables[s], self.protos[s], batch, jax.random.key(k))
+                out[j, real] = np.asarray(probs)[: len(real)]
+        return out[0] if seed is not None else out
+
+    def _check_width(self, width: int, seed: int) -> None:
+        params = self.variables[seed]["params"]
+        layer = params["encoder"]["layer_0"]
+        first = layer.get("dense_0", layer.get("dense", layer.get("dense_neigh")))
+        expected = int(np.shape(first["kernel"])[0])
+        if width != expected:
+            raise ConfigError(
+                f"the graphs' node features have width {width}, the model was trained on "
+                f"{expected} (node-label vocabulary of {self.cfg.dataset}); give graphs with "
+                "the same node labels"
+            )
+
+
+def load_run(workdir: Union[str, pathlib.Path]) -> TrainedRun:
+    """The :class:`TrainedRun` of a finished ``uniimb train`` work directory.
+
+    Raises:
+      UniImbError: no ``config.json`` or no ``selected/`` files (a run that has not finished,
+        or one written before this file existed).
+    """
+    wd = pathlib.Path(workdir)
+    cfg = load_config(str(wd))
+    folder = wd / SELECTED_DIR
+    files = sorted(folder.glob("seed-*.npz"), key=lambda p: int(p.stem.split("-")[1]))
+    if not files:
+        raise UniImbError(
+            f"{folder} holds no seed-<S>.npz: the run has not finished (rerun the same "
+            "`uniimb train` command to finish it and write them)"
+        )
+    variables, protos, num_classes = {}, {}, 0
+    for path in files:
+        seed = int(path.stem.split("-")[1])
+        variables[seed], protos[seed], num_classes = _load_selected(path)
+    return TrainedRun(cfg, sorted(variables), variables, protos, num_classes)
