@@ -162,7 +162,12 @@ def test_make_splits_one_per_seed():
 @pytest.mark.parametrize("counts", [[120, 300], [200, 150, 90], [90, 90, 90, 90]])
 def test_parts_are_disjoint_sorted_and_cover_the_dataset(imbalance, counts):
     ds = with_counts(counts, seed=len(counts))
-    split = make_split(ds, imbalance, "extreme" if imbalance != "topology" else "mid", 0)
+    # Four classes of 90: the published rounding asks 100 graphs of the largest class (its
+    # smallest class rounds to 1 and the largest is forced to 100 x that), which a class of
+    # 90 cannot give; the corrected protocol's rule fits.
+    protocol = "corrected" if len(counts) == 4 and imbalance == "class" else "reference"
+    split = make_split(ds, imbalance, "extreme" if imbalance != "topology" else "mid", 0,
+                       protocol=protocol)
     assert_partition(ds, split)
     assert_upsampled(ds, split)
 
@@ -224,13 +229,19 @@ def test_multiclass_long_tail_goes_to_the_most_frequent_class():
     ds = with_counts([100, 200, 150])  # train int(0.25 * 450) = 112; val int(45 / 3) = 15
     split = make_split(ds, "class", "extreme", 0)
     c = counts_of(ds, split)
-    # ranks: class 1, class 2, class 0; mu = 10, n_max = 112 * 9 * 100 / 999 = 100.9
-    assert c["train"] == [1, 101, 10]
+    # ranks: class 1, class 2, class 0. Published rounding (docs/presets.md): n_max =
+    # 112 / 2.01 = 55.7, [56, 6, 1] rescaled to [105, 11, 2], then n_C = round(105 / 100) = 1
+    # and n_1 = 100 * n_C = 100.
+    assert c["train"] == [1, 100, 11]
     assert c["val"] == [15, 15, 15]
-    assert c["test"] == [84, 84, 125]
-    assert c["train_upsampled"] == [101, 101, 101]
+    assert c["test"] == [84, 85, 124]
+    assert c["train_upsampled"] == [100, 100, 100]
     low = make_split(ds, "class", "low", 0)
     assert counts_of(ds, low)["train"] == [37, 37, 37]
+    # The corrected protocol keeps the real-valued geometric rule: mu = 10,
+    # n_max = 112 * 9 * 100 / 999 = 100.9.
+    corrected = make_split(ds, "class", "extreme", 0, protocol="corrected")
+    assert counts_of(ds, corrected)["train"] == [1, 101, 10]
 
 
 def test_reference_protocol_warns_when_a_class_cannot_fill_train_and_val():
@@ -496,8 +507,9 @@ REAL_CLASS_EXTREME = {
     "DD": ([30, 270], [30, 217], [631, 0]),
     "NCI1": ([100, 900], [100, 900], [1853, 257]),
     "REDDIT-BINARY": ([50, 450], [50, 450], [900, 100]),
-    "IMDB-MULTI": ([338, 34, 3], [50, 50, 50], [112, 416, 447]),
-    "COLLAB": ([1126, 11, 113], [166, 166, 166], [1308, 598, 1346]),
+    # The published multi-class rounding (docs/presets.md).
+    "IMDB-MULTI": ([300, 34, 3], [50, 50, 50], [150, 416, 447]),
+    "COLLAB": ([1100, 11, 112], [166, 166, 166], [1334, 598, 1347]),
 }
 SLOW = pytest.mark.slow
 
