@@ -129,3 +129,20 @@ def test_predict_refuses_an_unfinished_run(tmp_path, capsys):
     (tmp_path / "config.json").write_text(smoke_config().to_json())
     assert cli.main(["predict", "--workdir", str(tmp_path), "--dataset", "SYNTHETIC"]) == 2
     assert "has not finished" in capsys.readouterr().err
+
+
+def test_curves_png_and_report_of_runs(tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    for wd, seed in ((a, 0), (b, 0)):
+        cfg = smoke_config(runs=2, epochs=2, seed=seed,
+                           model_overrides={"num_prototypes": 8 if wd == a else 6})
+        train(cfg, workdir=str(wd), progress=False, log=lambda s: None)
+        png = wd / "curves.png"
+        assert png.is_file() and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert cli.main(["report", str(a), str(b)]) == 0
+    out = capsys.readouterr().out
+    assert f"| {a} | SYNTHETIC | class/extreme | uniimb | corrected | 2 | 2 |" in out
+    assert "paired seeds, Wilcoxon signed-rank p" in out
+    assert "(c) independent" not in out and "| independent |" in out
+    assert cli.main(["report", str(tmp_path / "missing")]) == 2
+    assert "has the run finished" in capsys.readouterr().err

@@ -5,6 +5,8 @@
                  [--method uniimb|gin|gin-upsample|gin-reweight] [--data-dir DIR] [--workdir DIR]
                  [--devices N|all] [--distributed [--num-processes N --process-id I]]
     uniimb evaluate --workdir DIR [--order all|official|shuffled|independent]
+    uniimb predict --workdir DIR (--dataset NAME | --graphs FILE) [--seed S] [--out CSV]
+    uniimb report WORKDIR [WORKDIR ...]
     uniimb data info --dataset NAME [--data-dir DIR] [--json]
     uniimb data split --dataset NAME --imbalance I --degree D --seed S [--json]
 
@@ -143,6 +145,11 @@ def build_parser() -> argparse.ArgumentParser:
     pr.add_argument("--seed", type=int, default=None, help="one seed's model (default: every seed)")
     pr.add_argument("--out", default=None, help="CSV file (default: print to stdout)")
     _add_data_args(pr)
+
+    rp = sub.add_parser("report", help="summary table of finished runs, side by side",
+                        formatter_class=_Formatter)
+    rp.add_argument("workdirs", nargs="+", metavar="WORKDIR",
+                    help="work directories holding results.json (two: also a paired Wilcoxon test)")
 
     d = sub.add_parser("data", help="inspect datasets and splits", formatter_class=_Formatter)
     dsub = d.add_subparsers(dest="data_command", required=True)
@@ -284,6 +291,28 @@ def cmd_predict(args) -> int:
     return 0
 
 
+def cmd_report(args) -> int:
+    import pathlib
+
+    from uniimb_jax.train.results import compare_runs
+
+    runs = []
+    for wd in args.workdirs:
+        path = pathlib.Path(wd) / "results.json"
+        try:
+            runs.append((wd, json.loads(path.read_text())))
+        except (OSError, json.JSONDecodeError) as err:
+            raise UniImbError(f"cannot read {path}: {err} (has the run finished?)") from None
+    print(compare_runs(runs))
+    for wd, res in runs:
+        if res.get("evaluations"):
+            from uniimb_jax.train.results import markdown_table
+
+            print(f"\n{wd}:")
+            print(markdown_table(res).split("\n\n", 1)[-1])
+    return 0
+
+
 def cmd_data_info(args) -> int:
     from uniimb_jax.data.features import node_feature_matrix
     from uniimb_jax.data.sources import dataset_summary
@@ -335,6 +364,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return cmd_evaluate(args)
         if args.command == "predict":
             return cmd_predict(args)
+        if args.command == "report":
+            return cmd_report(args)
         if args.data_command == "info":
             return cmd_data_info(args)
         return cmd_data_split(args)

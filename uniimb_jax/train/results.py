@@ -167,3 +167,32 @@ def markdown_table(results: dict[str, Any]) -> str:
                 + (f"{p:.2g} |" if p is not None else "|")
             )
     return "\n".join(lines)
+
+
+def compare_runs(runs: list[tuple[str, dict[str, Any]]]) -> str:
+    """Markdown: finished runs side by side (``[(label, results.json)]``), and for two runs
+    the paired Wilcoxon signed-rank p of Macro-F1 over the seeds both have."""
+    head = ("| run | dataset | setting | method | preset | seeds | epochs | "
+            + " | ".join(SUMMARY_METRICS) + " | wall time |")
+    lines = [head, "|" + "---|" * (8 + len(SUMMARY_METRICS))]
+    for label, res in runs:
+        s = res["summary"]
+        cells = [label, res["dataset"], f"{res['imbalance']}/{res['degree']}", res["method"],
+                 res["preset"], str(s["macro_f1"]["n"]), str(res["epochs"])]
+        cells += [f"{s[m]['mean']:.2f} ± {s[m]['std']:.2f}" for m in SUMMARY_METRICS]
+        cells.append(f"{res.get('wall_time_s', float('nan')):.0f} s")
+        lines.append("| " + " | ".join(cells) + " |")
+    if len(runs) == 2:
+        (la, a), (lb, b) = runs
+        fa = {r["seed"]: r["macro_f1"] for r in a["per_seed"] if not r["diverged"]}
+        fb = {r["seed"]: r["macro_f1"] for r in b["per_seed"] if not r["diverged"]}
+        seeds = sorted(set(fa) & set(fb))
+        if seeds:
+            x, y = np.array([fa[k] for k in seeds]), np.array([fb[k] for k in seeds])
+            p = wilcoxon_p(x, y)
+            lines += ["", f"{la} − {lb}: {np.mean(x - y):+.2f} Macro-F1 points over "
+                      f"{len(seeds)} paired seeds, Wilcoxon signed-rank p = "
+                      + ("– (all pairs equal)" if p is None else f"{p:.3g}")]
+        else:
+            lines += ["", f"{la} and {lb} share no seed: no paired test"]
+    return "\n".join(lines)

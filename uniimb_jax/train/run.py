@@ -38,6 +38,7 @@ from uniimb_jax.train import results as results_lib
 from uniimb_jax.train import sharding as sharding_lib
 from uniimb_jax.train.checkpoint import Checkpointer
 from uniimb_jax.train.prepare import prepare_run
+from uniimb_jax.train.curves import plot_curves
 from uniimb_jax.train.sweep import Sweep
 from uniimb_jax.train.trained import save_selected
 from uniimb_jax.train.workdir import (  # noqa: F401  (load_config: imported from here before)
@@ -281,6 +282,12 @@ def _train_loop(cfg, prep, sweep, wd, ckpt, progress, log, t_start, stop_after_c
         except OSError as err:
             raise UniImbError(f"cannot write the selected models into {wd / 'selected'}: "
                               f"{err}; the final checkpoint is kept") from err
+        try:
+            plot_curves(wd, {r["seed"]: r["best_epoch"] for r in per_seed},
+                        title=f"{cfg.dataset} {cfg.imbalance}/{cfg.degree} {cfg.method} "
+                              f"({cfg.preset})")
+        except (OSError, ValueError) as err:  # a plot is not worth failing a run
+            log(f"could not write {wd / 'curves.png'}: {err}")
         try:
             write_json_atomic(wd / "results.json", results)
         except UniImbError as err:
