@@ -102,6 +102,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "validation loss exceeds the mean of the previous W epochs' (default: "
                         "200; G2GNN's GIN: 100)")
     t.add_argument("--batch-size", type=int, default=None, help="graphs per batch (default: preset)")
+    t.add_argument("--deterministic", action="store_true",
+                   help="bit-for-bit repeatable GPU runs (XLA's deterministic kernels; slower on "
+                        "a GPU, no effect on a CPU)")
     t.add_argument("--split-file", default=None, metavar="PATH",
                    help="one split for every seed from this JSON file (train/val/test index lists, "
                         "the format of the reference topology splits)")
@@ -184,7 +187,12 @@ def _load(name: str, args) -> "object":
 
 def cmd_train(args) -> int:
     from uniimb_jax.train.sharding import initialize_distributed
+    from uniimb_jax.xla_setup import configure_xla
 
+    # Before anything touches a JAX backend: XLA reads XLA_FLAGS when the first one starts.
+    added = configure_xla(deterministic=args.deterministic)
+    if added:
+        print(f"uniimb train: XLA flags {' '.join(added)} (docstring of uniimb_jax/xla_setup.py)")
     # Before anything touches a JAX backend (jax.distributed.initialize requires it).
     initialize_distributed(args.distributed, num_processes=args.num_processes,
                            process_id=args.process_id)
@@ -208,6 +216,8 @@ def cmd_train(args) -> int:
         overrides["seeds_per_group"] = args.seeds_per_group
     if args.split_file is not None:
         overrides["split_file"] = args.split_file
+    if args.deterministic:
+        overrides["deterministic"] = True
     if args.budget is not None:
         overrides["budget"] = args.budget
     if args.early_stop_window is not None:

@@ -126,6 +126,9 @@ class TrainConfig:
     # the reference preset's topology runs, which use one fixed split as published (the
     # packaged reference file where one exists, else the first seed's split).
     split_file: Optional[str] = None
+    # Bit-for-bit repeatable GPU runs (XLA's deterministic kernels, uniimb_jax/xla_setup.py);
+    # CPU runs repeat anyway. Set before JAX starts: `uniimb train --deterministic`.
+    deterministic: bool = False
     model: ModelConfig = dataclasses.field(default_factory=ModelConfig)
     # True when the per-dataset settings were given by the user (make_config(settings=...),
     # `uniimb train --settings`) rather than read from PRESET_TABLE.

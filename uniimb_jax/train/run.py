@@ -127,6 +127,14 @@ def train(
     """
     t_start = time.perf_counter()
     validate_config(cfg)
+    if cfg.deterministic:
+        from jax._src import xla_bridge
+
+        from uniimb_jax.xla_setup import configure_xla
+
+        # A CPU run repeats bit for bit anyway; elsewhere the flags must precede the backend.
+        if not (xla_bridge.backends_are_initialized() and jax.default_backend() == "cpu"):
+            configure_xla(deterministic=True)
     wd = pathlib.Path(workdir) if workdir else None
     created = wd is not None and not wd.exists()
     try:
