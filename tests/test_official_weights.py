@@ -190,7 +190,8 @@ def test_reference_lappe_equals_the_published_sum_over_all_eigenpairs():
     r = np.array([b for a, b in und] + [a for a, b in und], np.int32)
     node_graph = np.array([0] * 5 + [1] * 3 + [2], np.int32)  # last node: padding
     node_mask = np.arange(9) < 8
-    n_g, trace = graph_size_and_trace(node_graph, node_mask, s, r, np.ones(len(s), bool), 3)
+    n_g, trace = graph_size_and_trace(np.array([5, 3, 1]), np.array([12, 4, 0]),
+                                      np.array([True, True, False]), node_graph, s, r)
     mod = ReferenceLapPE(16)
     params = mod.init(jax.random.key(1), n_g, trace, node_mask)
     params = jax.tree.map(lambda p: p + rng.normal(size=p.shape).astype(np.float32), params)
@@ -212,3 +213,25 @@ def test_reference_lappe_equals_the_published_sum_over_all_eigenpairs():
                 acc += lam[k] * p["psi"]["kernel"][0] + p["psi"]["bias"]
             want[nodes[i]] = acc @ p["out"]["kernel"] + p["out"]["bias"]
     np.testing.assert_allclose(got, want, rtol=1e-5, atol=1e-4)
+
+
+def test_graph_size_and_trace_counts_self_loops_per_graph():
+    """Sizes and traces from n_node/n_edge, self-loops subtracted graph by graph."""
+    # Graph 0: 0-1 both ways + a loop on 1; graph 1: 2-3 both ways; padding: a loop on 4.
+    s = np.array([0, 1, 1, 2, 3, 4], np.int32)
+    r = np.array([1, 0, 1, 3, 2, 4], np.int32)
+    node_graph = np.array([0, 0, 1, 1, 2], np.int32)
+    n_g, trace = graph_size_and_trace(np.array([2, 2, 1]), np.array([3, 2, 1]),
+                                      np.array([True, True, False]), node_graph, s, r)
+    np.testing.assert_array_equal(n_g, [2, 2, 2, 2, 0])
+    np.testing.assert_array_equal(trace, [2, 2, 2, 2, 0])
+
+
+def test_one_hot_pool_equals_the_segment_sum():
+    from uniimb_jax.models.encoders import one_hot_pool
+
+    rng = np.random.default_rng(0)
+    h = rng.normal(size=(50, 16)).astype(np.float32) * 100
+    node_graph = np.sort(rng.integers(0, 7, 50)).astype(np.int32)
+    want = jax.ops.segment_sum(h, node_graph, num_segments=7)
+    np.testing.assert_allclose(one_hot_pool(h, node_graph, 7), want, rtol=1e-6, atol=1e-3)

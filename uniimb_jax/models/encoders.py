@@ -335,20 +335,41 @@ def create_backbone(
 
 
 def graph_size_and_trace(
-    node_graph: jax.Array, node_mask: jax.Array, senders: jax.Array, receivers: jax.Array,
-    edge_mask: jax.Array, n_graph: int,
+    n_node: jax.Array, n_edge: jax.Array, graph_mask: jax.Array, node_graph: jax.Array,
+    senders: jax.Array, receivers: jax.Array,
 ) -> tuple[jax.Array, jax.Array]:
     """``(n_g, trace(L_g))`` of every node's graph, each ``[n_node] float32``.
 
-    ``trace(D - A) = sum_i deg_i`` = the graph's real directed edges without self-loops, for
-    graphs stored with both directions of every edge (all TU datasets are: tested).
+    ``trace(D - A) = sum_i deg_i`` = the graph's directed edges without self-loops, for
+    graphs stored with both directions of every edge (all TU datasets are: tested). Counted
+    without a scatter: sizes from the batch's ``n_node``/``n_edge [n_graph]``, self-loops by
+    a prefix sum over the edges, which a batch stores graph after graph.
     """
-    n_g = jax.ops.segment_sum(node_mask.astype(jnp.float32), node_graph, n_graph)
-    off_diag = (edge_mask & (senders != receivers)).astype(jnp.float32)
-    trace = jax.ops.segment_sum(off_diag, node_graph[senders], n_graph)
-    return n_g[node_graph], trace[node_graph]
+    sizes = jnp.where(graph_mask, n_node, 0)
+    edges = jnp.where(graph_mask, n_edge, 0)
+    loops = jnp.cumsum((senders == receivers).astype(jnp.int32))
+    end = jnp.cumsum(n_edge)
+    start = end - n_edge
+    at = lambda i: jnp.where(i > 0, loops[jnp.maximum(i - 1, 0)], 0)  # noqa: E731
+    per_graph_loops = at(end) - at(start)
+    trace = jnp.where(graph_mask, edges - per_graph_loops, 0)
+    return (sizes.astype(jnp.float32)[node_graph], trace.astype(jnp.float32)[node_graph])
 
 
 def sum_pool(h: jax.Array, node_graph: jax.Array, n_graph: int) -> jax.Array:
-    """``[n_graph, D]`` per-graph sum of node states ``h [n_node, D]``."""
-    return jax.ops.segment_sum(h, node_graph, num_segments=n_graph)
+    """``[n_graph, D]`` per-graph sum of node states ``h [n_node, D]``.
+
+    On a CPU a segment sum; on an accelerator a one-hot contraction (``[n_graph, n_node] @
+    h`` at full float32 precision): a scatter-add of every node into a few graph slots is
+    slow there on some jaxlib releases and not deterministic (uniimb_jax/xla_setup.py), a
+    matmul is neither. Both give the same sums up to float rounding (tested).
+    """
+    if jax.default_backend() == "cpu":
+        return jax.ops.segment_sum(h, node_graph, num_segments=n_graph)
+    return one_hot_pool(h, node_graph, n_graph)
+
+
+def one_hot_pool(h: jax.Array, node_graph: jax.Array, n_graph: int) -> jax.Array:
+    """:func:`sum_pool` as ``one_hot(node_graph).T @ h`` (no scatter)."""
+    onehot = (node_graph[:, None] == jnp.arange(n_graph)[None, :]).astype(h.dtype)
+    return jnp.einsum("ng,nd->gd", onehot, h, precision=jax.lax.Precision.HIGHEST)

@@ -155,8 +155,8 @@ class UniImbModel(nn.Module):
         lap = None
         if cfg.lap_freqs and cfg.lappe_form == "reference":
             # From the unperturbed graph: the published eigenpairs are precomputed per dataset.
-            lap = graph_size_and_trace(batch.node_graph, batch.node_mask, g.senders,
-                                       g.receivers, batch.edge_mask, batch.n_graph)
+            lap = graph_size_and_trace(g.n_node, g.n_edge, batch.graph_mask, batch.node_graph,
+                                       g.senders, g.receivers)
         elif cfg.lap_freqs:
             lap = tuple(
                 jnp.asarray(nodes[name], jnp.float32)

@@ -61,26 +61,40 @@ class Perturbation(NamedTuple):
     node_mask_ratio: jax.Array
 
 
+def real_graph_sizes(batch: GraphBatch) -> tuple[jax.Array, jax.Array]:
+    """``(nodes, edges)``, each ``[n_graph] int32``: the size of every real graph (0 for the
+    padding graph and empty slots), read from the batch's ``n_node``/``n_edge``.
+
+    No scatter: on a GPU a scatter-add of every node or edge into a few graph slots is the
+    slow, non-deterministic pattern (uniimb_jax/xla_setup.py).
+    """
+    g = batch.graphs
+    nodes = jnp.where(batch.graph_mask, g.n_node, 0).astype(jnp.int32)
+    edges = jnp.where(batch.graph_mask, g.n_edge, 0).astype(jnp.int32)
+    return nodes, edges
+
+
 def average_degree(batch: GraphBatch) -> jax.Array:
     """``[n_graph] float32`` directed edges per node of every graph (0 for empty graphs)."""
-    g = batch.graphs
-    n_graph = batch.n_graph
-    edge_graph = batch.node_graph[g.senders]
-    edges = jax.ops.segment_sum(batch.edge_mask.astype(jnp.float32), edge_graph, n_graph)
-    nodes = jax.ops.segment_sum(batch.node_mask.astype(jnp.float32), batch.node_graph, n_graph)
-    return edges / jnp.maximum(nodes, 1.0)
+    nodes, edges = real_graph_sizes(batch)
+    return edges.astype(jnp.float32) / jnp.maximum(nodes, 1).astype(jnp.float32)
 
 
-def rank_within_graph(scores: jax.Array, node_graph: jax.Array, n_graph: int) -> jax.Array:
+def rank_within_graph(
+    scores: jax.Array, node_graph: jax.Array, n_graph: int,
+    counts: jax.Array | None = None,
+) -> jax.Array:
     """``[n_node] int32`` rank of every node's score among the nodes of its graph (0 = lowest).
 
     One lexicographic sort by ``(graph, score)``; a node's rank is its sorted position minus
-    the first position of its graph.
+    the first position of its graph. ``counts [n_graph] int32`` (nodes per graph slot, the
+    padding graph included) avoids counting them with a scatter.
     """
     n_node = scores.shape[0]
     order = jnp.lexsort((scores, node_graph))
     position = jnp.zeros((n_node,), jnp.int32).at[order].set(jnp.arange(n_node, dtype=jnp.int32))
-    counts = jax.ops.segment_sum(jnp.ones((n_node,), jnp.int32), node_graph, n_graph)
+    if counts is None:
+        counts = jax.ops.segment_sum(jnp.ones((n_node,), jnp.int32), node_graph, n_graph)
     start = jnp.cumsum(counts) - counts
     return position - start[node_graph]
 
@@ -156,9 +170,9 @@ class GraphPerturbation(nn.Module):
         if self.mode == "reference":
             edge_keep = (u_edge < keep_edge_prob).astype(jnp.float32)
             # Exactly floor(n_g * r_g) nodes per graph: the lowest-ranked random scores.
-            n_nodes = jax.ops.segment_sum(node_real, batch.node_graph, n_graph)
-            num_masked = jnp.floor(n_nodes * r_mask).astype(jnp.int32)
-            rank = rank_within_graph(u_node, batch.node_graph, n_graph)
+            n_nodes, _ = real_graph_sizes(batch)
+            num_masked = jnp.floor(n_nodes.astype(jnp.float32) * r_mask).astype(jnp.int32)
+            rank = rank_within_graph(u_node, batch.node_graph, n_graph, counts=g.n_node)
             node_keep = (rank >= num_masked[batch.node_graph]).astype(jnp.float32)
         else:
             edge_keep = _straight_through(u_edge < keep_edge_prob, keep_edge_prob)
