@@ -67,3 +67,39 @@ def test_resume_may_change_the_seed_groups(tmp_path):
                     workdir=str(tmp_path), progress=False, log=messages.append)
     assert any("resuming" in m for m in messages)
     assert len(resumed["per_seed"]) == 3
+
+
+@pytest.mark.parametrize("group_size", [1, 2, 3, 5, 8])
+def test_batched_seed_groups_compute_what_the_batched_function_computes(group_size):
+    from uniimb_jax.train.sharding import batched_seed_groups
+
+    x = jax.random.normal(jax.random.key(0), (5, 7, 4))
+    shared = jax.random.normal(jax.random.key(1), (4, 3))
+    batched = jax.vmap(_per_seed, in_axes=(0, None))
+    want = batched(x, shared)
+    got = jax.jit(batched_seed_groups(batched, (0, None), group_size))(x, shared)
+    assert got["y"].shape == (5, 3)
+    np.testing.assert_allclose(np.asarray(got["y"]), np.asarray(want["y"]), rtol=1e-6, atol=1e-6)
+
+
+def test_a_group_whose_seeds_all_stopped_is_left_alone():
+    """Seed 0 has stopped: in groups of one its group skips every epoch (state bitwise
+    unchanged, no active record) while seed 1 trains as it would beside it."""
+    from uniimb_jax.train import Sweep
+
+    cfg = smoke_config(runs=2, epochs=4, epochs_per_call=2, seeds_per_group=1,
+                       early_stopping=False)
+    prep = prepare_run(cfg)
+    sweep = Sweep(prep)
+    state = sweep.init(prep.seed_data, prep.device_data)
+    stopped = state._replace(early=state.early._replace(
+        stopped=state.early.stopped.at[0].set(True)))
+    before = jax.tree.map(np.asarray, stopped)
+    after, records = sweep.run_epochs(stopped, prep.seed_data, prep.device_data)
+    after = jax.tree.map(np.asarray, after)
+    for a, b in zip(jax.tree.leaves(jax.tree.map(lambda x: x[0], before)),
+                    jax.tree.leaves(jax.tree.map(lambda x: x[0], after))):
+        np.testing.assert_array_equal(a, b)
+    active = np.asarray(records["active"])
+    assert not active[0].any() and active[1].all()
+    assert int(after.epoch[1]) == 2 and int(after.epoch[0]) == 0

@@ -323,6 +323,27 @@ class Engine:
 
         return jax.lax.scan(body, state, None, length=num_epochs)
 
+    def run_epochs_group(self, states: TrainState, data: SeedData, dd, num_epochs: int):
+        """:meth:`run_epochs` for a group of seeds (leading axis ``[K]`` on ``states`` and
+        ``data``), vmapped per epoch inside the epoch scan, so that an epoch in which every
+        seed of the group has stopped is skipped (``lax.cond``) instead of computed and
+        discarded. Returns the states and the records ``[K, num_epochs]``, as the vmapped
+        :meth:`run_epochs` does; a skipped epoch's records are zeros (``active`` False).
+        """
+        per_seed = jax.vmap(self.epoch, in_axes=(0, 0, None))
+        record_shapes = jax.eval_shape(per_seed, states, data, dd)[1]
+
+        def body(st, _):
+            live = jnp.any(st.active & (st.epoch < self.cfg.epochs))
+
+            def skip(s):
+                return s, jax.tree.map(lambda r: jnp.zeros(r.shape, r.dtype), record_shapes)
+
+            return jax.lax.cond(live, lambda s: per_seed(s, data, dd), skip, st)
+
+        states, records = jax.lax.scan(body, states, None, length=num_epochs)
+        return states, jax.tree.map(lambda r: jnp.swapaxes(r, 0, 1), records)
+
     def final_scores(self, state: TrainState, data: SeedData, dd) -> dict[str, jax.Array]:
         """Test (and validation) scores of the best variables, on the device."""
         variables = {"params": state.best_params, "batch_stats": state.best_batch_stats}

@@ -186,6 +186,7 @@ def seed_jit(
     out: Any = "seeds",
     donate_argnums: Union[int, tuple[int, ...]] = (),
     group_size: int = 0,
+    batched: bool = False,
 ) -> Callable:
     """``jax.jit(jax.vmap(fn, in_axes))``, each device running it on its own seeds.
 
@@ -209,8 +210,14 @@ def seed_jit(
       donate_argnums: as for :func:`jax.jit`.
       group_size: 0 vmaps over every seed (of each device); ``k > 0`` vmaps over groups of
         ``k`` seeds and runs the groups one after another (:func:`seed_groups`).
+      batched: ``fn`` already takes a leading seed axis (it vmaps inside, e.g. to skip a
+        group whose seeds have all stopped); groups are then formed around it
+        (:func:`batched_seed_groups`). Its outputs must carry the seed axis first.
     """
-    vmapped = seed_groups(fn, in_axes, group_size)
+    if batched:
+        vmapped = batched_seed_groups(fn, in_axes, group_size)
+    else:
+        vmapped = seed_groups(fn, in_axes, group_size)
     if mesh is None:
         return jax.jit(vmapped, donate_argnums=donate_argnums)
     spec = lambda axis: PartitionSpec() if axis is None else PartitionSpec(SEED_AXIS)
@@ -260,6 +267,38 @@ def seed_groups(fn: Callable, in_axes: tuple, group_size: int = 0) -> Callable:
             return fn(*(next(it) if ax == 0 else a for a, ax in zip(args, in_axes)))
 
         return jax.lax.map(one_seed, seeds, batch_size=group_size)
+
+    return grouped
+
+
+def batched_seed_groups(fn: Callable, in_axes: tuple, group_size: int = 0) -> Callable:
+    """Runs a seed-batched ``fn`` on all seeds at once (``group_size`` 0) or on groups of
+    ``group_size`` seeds one after another (a ``lax.map`` over the full groups, then the
+    remainder), concatenating the outputs along the seed axis."""
+    if not isinstance(group_size, int) or group_size < 0:
+        raise ValueError(f"group_size={group_size!r}; expected an integer >= 0")
+    if group_size == 0:
+        return fn
+
+    def grouped(*args):
+        seeds = [a for a, ax in zip(args, in_axes) if ax == 0]
+        num_seeds = jax.tree.leaves(seeds)[0].shape[0]
+        k = group_size
+        if k >= num_seeds:
+            return fn(*args)
+        full = (num_seeds // k) * k
+
+        def call(per_seed):
+            it = iter(per_seed)
+            return fn(*(next(it) if ax == 0 else a for a, ax in zip(args, in_axes)))
+
+        head = jax.tree.map(lambda x: x[:full].reshape((full // k, k) + x.shape[1:]), seeds)
+        out = jax.lax.map(call, head)
+        out = jax.tree.map(lambda x: x.reshape((full,) + x.shape[2:]), out)
+        if full == num_seeds:
+            return out
+        tail = call(jax.tree.map(lambda x: x[full:], seeds))
+        return jax.tree.map(lambda a, b: jnp.concatenate([a, b]), out, tail)
 
     return grouped
 

@@ -17,9 +17,13 @@ class Sweep:
         mesh = prep.mesh
         group = prep.cfg.seeds_per_group
         self.init = sharding_lib.seed_jit(eng.init_state, (0, None), mesh, group_size=group)
+        # Each group of seeds (all of them without seed groups) skips the epochs in which
+        # all its seeds have stopped: with groups computed one after another (the CPU), a
+        # sweep's time follows the epochs its seeds actually run.
         self.run_epochs = sharding_lib.seed_jit(
-            lambda s, d, dd: eng.run_epochs(s, d, dd, epochs_per_call), (0, 0, None), mesh,
-            out=("seeds", "replicated"), donate_argnums=0, group_size=group,
+            lambda s, d, dd: eng.run_epochs_group(s, d, dd, epochs_per_call), (0, 0, None),
+            mesh, out=("seeds", "replicated"), donate_argnums=0, group_size=group,
+            batched=True,
         )
         self.final_scores = sharding_lib.seed_jit(
             eng.final_scores, (0, 0, None), mesh, out="replicated", group_size=group
