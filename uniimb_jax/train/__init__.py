@@ -13,10 +13,13 @@ from uniimb_jax.train.metrics import auroc_ovr, classification_metrics, confusio
 from uniimb_jax.train.prepare import PreparedRun, prepare_run
 from uniimb_jax.train.run import train
 from uniimb_jax.train.sweep import Sweep
+from uniimb_jax.train.trained import TrainedRun, load_run
 from uniimb_jax.train.state import SeedData, TrainState
 
 __all__ = [
     "train",
+    "load_run",
+    "TrainedRun",
     "prepare_run",
     "PreparedRun",
     "Sweep",
