@@ -2,9 +2,8 @@
 
 Hyper-parameter defaults are the PROTEINS class-imbalance row of docs/method.md §2.7 (5-layer GIN,
 hidden 128, K = 16 prototypes, K1 = 16, K2 = 8, 4 heads, RWPE with 1 step, LapPE off,
-perturbation and mixup on). Behaviour defaults are the **corrected** ones (docs/method.md: "the
-default is the corrected behaviour unless stated"); every reference defect stays one switch
-away:
+perturbation and mixup on). Behaviour defaults are the **corrected** ones (docs/presets.md);
+every behaviour of the published code stays one switch away:
 
 ===============  ================================  =========================================
 field            "reference"                       "corrected"
@@ -73,7 +72,8 @@ class ModelConfig:
       bias_rate: ``phi``, step of the sign update of the selection bias.
       bias_update: bias schedule, ``"reference"`` or ``"corrected"``.
       inference: prototype values at evaluation, ``"reference"`` or ``"corrected"``.
-      proto_ema_decay: EMA decay of the prototype values (corrected inference), in [0, 1).
+      proto_ema_decay: EMA decay of the prototype values (read by the corrected inference,
+        tracked by every UniImb run), in [0, 1).
       ib_weight: weight of the optional IB loss ``1/2 sum_k (p_k - u_k)^2`` (0 = off).
       classifier: the GIN baselines' head (``method="gin"``): ``"linear"`` (one Dense) or
         ``"mlp"`` (G2GNN's ``Dense(d) - ReLU - Dropout - Dense(C)``, docs/presets.md).
