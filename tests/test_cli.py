@@ -93,8 +93,8 @@ def test_train_on_the_embedded_default(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, out, _ = _run(capsys, ["train", "--runs", "2", "--epochs", "2", "--no-progress"])
     assert code == 0
-    results = json.loads((tmp_path / "runs" / "SYNTHETIC-class-extreme-uniimb-corrected"
-                          / "results.json").read_text())
+    results = json.loads((tmp_path / "runs" / "SYNTHETIC-class-extreme-uniimb-corrected-"
+                          "2seeds-2ep" / "results.json").read_text())
     assert results["runs"] == 2 and results["epochs"] == 2
     assert "| dataset | imbalance |" in out and "| SYNTHETIC | class |" in out
 

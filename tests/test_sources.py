@@ -170,13 +170,20 @@ def test_failed_download_of_known_name(tmp_path, monkeypatch):
 
 
 def test_unknown_name_failed_download(tmp_path, monkeypatch):
-    url = TU_URL.format(name="PROTIENS")
-    serve(monkeypatch, error=urllib.error.HTTPError(url, 404, "Not Found", {}, None))
+    # A likely typo is answered before any network access...
+    asked = serve(monkeypatch, error=urllib.error.URLError("must not be asked"))
     with pytest.raises(DatasetNotFoundError) as info:
         resolve_archive("PROTIENS", cache_dir=tmp_path)
+    assert asked == []
     message = str(info.value)
     assert "'PROTIENS' is not a known TU dataset" in message
-    assert "did you mean PROTEINS" in message and "404" in message
+    assert "did you mean PROTEINS" in message and "nothing downloaded" in message
+    # ... a name like no known one is tried on the server, and its failure reported.
+    url = TU_URL.format(name="XQZW")
+    serve(monkeypatch, error=urllib.error.HTTPError(url, 404, "Not Found", {}, None))
+    with pytest.raises(DatasetNotFoundError) as info:
+        resolve_archive("XQZW", cache_dir=tmp_path)
+    assert "'XQZW' is not a known TU dataset" in str(info.value) and "404" in str(info.value)
 
 
 # ----------------------------------------------------------------------------- processed cache

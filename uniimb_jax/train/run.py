@@ -40,7 +40,7 @@ from uniimb_jax.train.checkpoint import Checkpointer
 from uniimb_jax.train.prepare import prepare_run
 from uniimb_jax.train.curves import plot_curves
 from uniimb_jax.train.sweep import Sweep
-from uniimb_jax.train.trained import save_selected
+from uniimb_jax.train.trained import save_selected, selected_on_host
 from uniimb_jax.train.workdir import (  # noqa: F401  (load_config: imported from here before)
     append_metrics,
     check_config_matches,
@@ -190,7 +190,9 @@ def _train_loop(cfg, prep, sweep, wd, ckpt, progress, log, t_start, stop_after_c
     jax.block_until_ready(state)
     if primary:
         spec = prep.engine.spec
-        graphs = np.asarray(prep.seed_data.num_train)[: cfg.runs]
+        # From the host-side splits: the device copy may span several processes.
+        graphs = [len(sp.train_upsampled if cfg.uses_upsampling else sp.train)
+                  for sp in prep.splits]
         log(f"job: {cfg.runs} seeds x up to {cfg.epochs} epochs (epochs {start_epoch} done); "
             f"per seed-epoch {int(np.median(graphs))} training graphs in "
             f"{spec.num_train_batches} batches of {spec.batch_size}, then validation; "
@@ -284,9 +286,11 @@ def _train_loop(cfg, prep, sweep, wd, ckpt, progress, log, t_start, stop_after_c
         for key in ("wall_time_s", "train_time_s", "first_call_s"):
             results[key] = finished_before.get(key, results[key])
         results["rerun_wall_time_s"] = time.perf_counter() - t_start
+    # Every process joins the gathers; only process 0 writes.
+    selected = selected_on_host(state) if wd else None
     if wd and primary:
         try:
-            save_selected(wd, cfg.seeds, state, prep.dataset.num_classes)
+            save_selected(wd, cfg.seeds, selected, prep.dataset.num_classes)
         except OSError as err:
             raise UniImbError(f"cannot write the selected models into {wd / 'selected'}: "
                               f"{err}; the final checkpoint is kept") from err

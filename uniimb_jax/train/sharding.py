@@ -376,13 +376,33 @@ def check_seed_sharded(tree: Any, mesh: Mesh) -> None:
             raise ValueError(f"leaf {name}: spec {sh.spec} does not split the seed axis")
 
 
+_BARRIERS = [0]
+# Processes may reach a collective minutes apart (one compiles slower than the other); the
+# CPU collectives' own rendezvous gives up after 30 s, the coordination service's barrier
+# waits this long.
+BARRIER_TIMEOUT_MS = 30 * 60 * 1000
+
+
+def _wait_for_all_processes() -> None:
+    """A coordination-service barrier (no device collective), before a collective."""
+    from jax._src import distributed
+
+    client = getattr(distributed.global_state, "client", None)
+    if client is None:
+        return
+    _BARRIERS[0] += 1
+    client.wait_at_barrier(f"uniimb_to_host_{_BARRIERS[0]}", BARRIER_TIMEOUT_MS)
+
+
 def to_host(x: jax.Array) -> np.ndarray:
     """A numpy copy of the whole array, also of a multi-host one.
 
-    A collective when the array spans several processes: every process must call it.
+    A collective when the array spans several processes: every process must call it (in the
+    same order; a barrier first lets a process that compiled slower catch up).
     """
     if getattr(x, "is_fully_addressable", True):
         return np.asarray(x)
     from jax.experimental import multihost_utils
 
+    _wait_for_all_processes()
     return np.asarray(multihost_utils.process_allgather(x, tiled=True))

@@ -41,10 +41,18 @@ from uniimb_jax.train.workdir import load_config
 SELECTED_DIR = "selected"
 
 
-def save_selected(workdir: pathlib.Path, seeds: list[int], state: Any, num_classes: int) -> None:
-    """Writes ``selected/seed-<S>.npz`` for every seed from a seed-stacked state."""
-    host = jax.device_get({"params": state.best_params, "batch_stats": state.best_batch_stats,
-                           "proto": state.best_proto._asdict()})
+def selected_on_host(state: Any) -> dict:
+    """The seed-stacked selected variables as numpy arrays ``[S, ...]`` (a collective when
+    the state spans several processes: every process must call it)."""
+    from uniimb_jax.train.sharding import to_host
+
+    return jax.tree.map(to_host, {"params": state.best_params,
+                                  "batch_stats": state.best_batch_stats,
+                                  "proto": state.best_proto._asdict()})
+
+
+def save_selected(workdir: pathlib.Path, seeds: list[int], host: dict, num_classes: int) -> None:
+    """Writes ``selected/seed-<S>.npz`` for every seed from :func:`selected_on_host`'s tree."""
     out = workdir / SELECTED_DIR
     out.mkdir(parents=True, exist_ok=True)
     for i, seed in enumerate(seeds):
