@@ -42,15 +42,10 @@ def load_cells(table: Table, root: pathlib.Path) -> dict[tuple[str, str], dict]:
 
 def wilcoxon_p(ours: dict, base: dict) -> Optional[float]:
     """Two-sided Wilcoxon signed-rank p-value of Macro-F1 over the seeds both runs share."""
-    from scipy.stats import wilcoxon
+    from uniimb_jax.train import results as results_lib
 
-    a = {r["seed"]: r["macro_f1"] for r in ours["per_seed"] if not r.get("diverged")}
-    b = {r["seed"]: r["macro_f1"] for r in base["per_seed"] if not r.get("diverged")}
-    seeds = sorted(set(a) & set(b))
-    diffs = np.array([a[s] - b[s] for s in seeds])
-    if len(seeds) < 2 or np.all(diffs == 0):
-        return None
-    return float(wilcoxon(diffs).pvalue)
+    a, b = results_lib.paired_macro_f1(ours, base)
+    return None if a.size < 2 else results_lib.wilcoxon_p(a, b)
 
 
 def _fmt(mean_std) -> str:

@@ -7,22 +7,18 @@ the test scores come from) marked with a dot. Written at the end of ``uniimb tra
 
 from __future__ import annotations
 
-import json
 import pathlib
 from collections import defaultdict
 from typing import Optional
+
+from uniimb_jax.train.workdir import metric_records
 
 
 def read_metrics(path: pathlib.Path) -> dict[int, list[dict]]:
     """``{seed: [epoch records in epoch order]}`` from a ``metrics.jsonl``."""
     per_seed: dict[int, list[dict]] = defaultdict(list)
-    with open(path) as fh:
-        for line in fh:
-            try:
-                rec = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # a line cut by a kill
-            per_seed[int(rec["seed"])].append(rec)
+    for _, rec in metric_records(path):
+        per_seed[int(rec["seed"])].append(rec)
     return {s: sorted(r, key=lambda x: x["epoch"]) for s, r in sorted(per_seed.items())}
 
 

@@ -1,10 +1,12 @@
 """Pure, single-seed training functions; vmapped over seeds and jitted by :class:`Engine`.
 
-Every function here takes and returns pytrees without a seed axis, so the same code serves
-one seed, a vmapped sweep (``jax.jit(jax.vmap(f))``) and the tests. An epoch is a
-``lax.scan`` over batches gathered on the device (:mod:`uniimb_jax.data.device_batching`),
-and ``epochs_per_call`` epochs are a ``lax.scan`` over epochs, so the host dispatches one
-program per ``epochs_per_call`` epochs for all seeds at once.
+Every function here but :meth:`Engine.run_epochs_group` takes and returns pytrees without a
+seed axis, so the same code serves one seed, a vmapped sweep (``jax.jit(jax.vmap(f))``) and
+the tests. An epoch is a ``lax.scan`` over batches gathered on the device
+(:mod:`uniimb_jax.data.device_batching`), and ``epochs_per_call`` epochs are a ``lax.scan``
+over epochs (:meth:`Engine.run_epochs_group`, which vmaps the epoch over a group of seeds
+and skips epochs the whole group has stopped), so the host dispatches one program per
+``epochs_per_call`` epochs for all seeds at once.
 
 Randomness: a seed's root key lives in the state. Epoch ``e`` shuffles with
 ``fold_in(fold_in(root, 0), e)``; optimizer step ``t`` draws dropout/perturbation/mixup keys
@@ -16,7 +18,7 @@ uninterrupted one exactly.
 from __future__ import annotations
 
 import dataclasses
-from typing import Any, NamedTuple
+from typing import NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -315,20 +317,13 @@ class Engine:
         }
         return new_state, record
 
-    def run_epochs(self, state: TrainState, data: SeedData, dd, num_epochs: int):
-        """``num_epochs`` epochs as one ``lax.scan``; returns per-epoch records ``[num_epochs]``."""
-
-        def body(st, _):
-            return self.epoch(st, data, dd)
-
-        return jax.lax.scan(body, state, None, length=num_epochs)
-
     def run_epochs_group(self, states: TrainState, data: SeedData, dd, num_epochs: int):
-        """:meth:`run_epochs` for a group of seeds (leading axis ``[K]`` on ``states`` and
-        ``data``), vmapped per epoch inside the epoch scan, so that an epoch in which every
-        seed of the group has stopped is skipped (``lax.cond``) instead of computed and
-        discarded. Returns the states and the records ``[K, num_epochs]``, as the vmapped
-        :meth:`run_epochs` does; a skipped epoch's records are zeros (``active`` False).
+        """``num_epochs`` epochs of a group of seeds (leading axis ``[K]`` on ``states`` and
+        ``data``) as one ``lax.scan`` over epochs, :meth:`epoch` vmapped inside it, so that an
+        epoch in which every seed of the group has stopped is skipped (``lax.cond``) instead
+        of computed and discarded. Returns the states and the records ``[K, num_epochs]``; a
+        skipped epoch's records are zeros (``active`` False). The one per-seed function
+        that is not vmapped from outside: the skip decision needs the whole group.
         """
         per_seed = jax.vmap(self.epoch, in_axes=(0, 0, None))
         record_shapes = jax.eval_shape(per_seed, states, data, dd)[1]

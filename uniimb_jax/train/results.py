@@ -107,6 +107,16 @@ def evaluation_summary(records: list[dict[str, Any]]) -> Optional[dict[str, Any]
     return out
 
 
+def paired_macro_f1(a: dict[str, Any], b: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+    """Test Macro-F1 of two ``results.json`` over the seeds both have and neither diverged
+    (in seed order): the pairs of a signed-rank test."""
+    fa = {r["seed"]: r["macro_f1"] for r in a["per_seed"] if not r.get("diverged")}
+    fb = {r["seed"]: r["macro_f1"] for r in b["per_seed"] if not r.get("diverged")}
+    seeds = sorted(set(fa) & set(fb))
+    return (np.array([fa[k] for k in seeds], np.float64),
+            np.array([fb[k] for k in seeds], np.float64))
+
+
 def wilcoxon_p(a: np.ndarray, b: np.ndarray) -> Optional[float]:
     """Two-sided Wilcoxon signed-rank p of paired samples (None if every pair is equal)."""
     from scipy.stats import wilcoxon
@@ -184,14 +194,11 @@ def compare_runs(runs: list[tuple[str, dict[str, Any]]]) -> str:
         lines.append("| " + " | ".join(cells) + " |")
     if len(runs) == 2:
         (la, a), (lb, b) = runs
-        fa = {r["seed"]: r["macro_f1"] for r in a["per_seed"] if not r["diverged"]}
-        fb = {r["seed"]: r["macro_f1"] for r in b["per_seed"] if not r["diverged"]}
-        seeds = sorted(set(fa) & set(fb))
-        if seeds:
-            x, y = np.array([fa[k] for k in seeds]), np.array([fb[k] for k in seeds])
+        x, y = paired_macro_f1(a, b)
+        if x.size:
             p = wilcoxon_p(x, y)
             lines += ["", f"{la} − {lb}: {np.mean(x - y):+.2f} Macro-F1 points over "
-                      f"{len(seeds)} paired seeds, Wilcoxon signed-rank p = "
+                      f"{x.size} paired seeds, Wilcoxon signed-rank p = "
                       + ("– (all pairs equal)" if p is None else f"{p:.3g}")]
         else:
             lines += ["", f"{la} and {lb} share no seed: no paired test"]

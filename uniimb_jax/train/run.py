@@ -6,7 +6,7 @@
    compiles the sweep (:mod:`uniimb_jax.train.sweep`);
 2. resumes from the work directory's latest checkpoint (:mod:`uniimb_jax.train.workdir`);
 3. runs ``epochs_per_call`` epochs of every seed per device call
-   (``jit(vmap(Engine.run_epochs))``), appending per-epoch, per-seed records to
+   (``jit(Engine.run_epochs_group)`` over groups of seeds), appending per-epoch, per-seed records to
    ``metrics.jsonl`` and saving an orbax checkpoint after each call;
 4. scores the best variables of every seed on its test set and writes ``results.json``.
 
@@ -188,6 +188,14 @@ def _train_loop(cfg, prep, sweep, wd, ckpt, progress, log, t_start, stop_after_c
             write_json_atomic(wd / "config.json", json.loads(cfg.to_json()))
             rewrite_metrics(wd / "metrics.jsonl", start_epoch)
     jax.block_until_ready(state)
+
+    def run_times(train_s_now: float) -> dict:
+        # This session's times plus those of the run's earlier sessions (from the checkpoint).
+        first = before["first_call_s"]
+        return {"wall_time_s": before["wall_time_s"] + time.perf_counter() - t_start,
+                "train_time_s": before["train_time_s"] + train_s_now,
+                "first_call_s": first if first is not None else compile_s}
+
     if primary:
         spec = prep.engine.spec
         # From the host-side splits: the device copy may span several processes.
@@ -221,12 +229,8 @@ def _train_loop(cfg, prep, sweep, wd, ckpt, progress, log, t_start, stop_after_c
             if wd:
                 if primary:
                     append_metrics(wd / "metrics.jsonl", lines, ckpt)
-                save_checkpoint(ckpt, epoch, state, wd, meta={
-                    "wall_time_s": before["wall_time_s"] + time.perf_counter() - t_start,
-                    "train_time_s": before["train_time_s"] + time.perf_counter() - t0,
-                    "first_call_s": (before["first_call_s"] if before["first_call_s"]
-                                     is not None else compile_s),
-                })
+                save_checkpoint(ckpt, epoch, state, wd,
+                                meta=run_times(time.perf_counter() - t0))
             # Outside `if bar`: on several hosts to_host is a collective every process joins.
             best = sharding_lib.to_host(state.early.best_val_loss)[: cfg.runs]
             if bar is not None:
@@ -268,10 +272,7 @@ def _train_loop(cfg, prep, sweep, wd, ckpt, progress, log, t_start, stop_after_c
         "evaluations": results_lib.evaluation_summary(per_seed),
         "diverged_seeds": [r["seed"] for r in per_seed if r["diverged"]],
         "split_warnings": sorted({w for s in prep.splits for w in s.warnings}),
-        "wall_time_s": before["wall_time_s"] + time.perf_counter() - t_start,
-        "train_time_s": before["train_time_s"] + train_s,
-        "first_call_s": before["first_call_s"] if before["first_call_s"] is not None
-        else compile_s,
+        **run_times(train_s),
         "padding_efficiency": prep.padding_efficiency,
         "num_devices": prep.mesh.size if prep.mesh is not None else 1,
         "budget": {"kind": cfg.budget, "n_node": prep.engine.spec.n_node,

@@ -15,7 +15,7 @@ import json
 import os
 import pathlib
 import warnings
-from typing import Any, Optional
+from typing import Any, Iterator, Optional
 
 import numpy as np
 
@@ -119,19 +119,24 @@ def check_config_matches(workdir: pathlib.Path, cfg: TrainConfig) -> None:
         )
 
 
-def rewrite_metrics(path: pathlib.Path, before_epoch: int) -> None:
-    """Drops records of epochs a resumed run will redo (written after the last checkpoint)."""
-    if not path.exists():
-        return
-    kept = []
+def metric_records(path: pathlib.Path) -> Iterator[tuple[str, dict]]:
+    """``(line, record)`` of every readable line of a ``metrics.jsonl``, in file order; a
+    line cut by a kill is skipped."""
     with open(path) as f:
         for line in f:
             try:
                 rec = json.loads(line)
             except json.JSONDecodeError:
                 continue  # a line cut by a kill
-            if rec.get("epoch", 0) < before_epoch:
-                kept.append(line if line.endswith("\n") else line + "\n")
+            yield line, rec
+
+
+def rewrite_metrics(path: pathlib.Path, before_epoch: int) -> None:
+    """Drops records of epochs a resumed run will redo (written after the last checkpoint)."""
+    if not path.exists():
+        return
+    kept = [line if line.endswith("\n") else line + "\n"
+            for line, rec in metric_records(path) if rec.get("epoch", 0) < before_epoch]
     tmp = path.with_suffix(".tmp")
     try:
         tmp.write_text("".join(kept))
@@ -213,11 +218,9 @@ def dropped_fraction(wd: Optional[pathlib.Path], prep: PreparedRun) -> Optional[
     if wd is None or not (wd / "metrics.jsonl").exists():
         return None
     dropped = epochs = 0
-    with open(wd / "metrics.jsonl") as f:
-        for line in f:
-            rec = json.loads(line)
-            dropped += rec.get("dropped_graphs", 0)
-            epochs += 1
+    for _, rec in metric_records(wd / "metrics.jsonl"):
+        dropped += rec.get("dropped_graphs", 0)
+        epochs += 1
     scheduled = epochs * prep.engine.spec.num_train_batches * prep.engine.spec.batch_size
     return dropped / max(scheduled, 1)
 
