@@ -46,16 +46,46 @@ def test_invalid_seeds_per_group_names_the_field(value):
 
 
 def test_grouped_training_matches_all_seeds_at_once(tmp_path):
-    cfg = smoke_config(runs=3, epochs=2)
+    cfg = smoke_config(runs=3, epochs=2, seeds_per_group=0)
     whole = train(cfg, **QUIET)
     grouped = train(smoke_config(runs=3, epochs=2, seeds_per_group=2), **QUIET)
     assert [r["seed"] for r in grouped["per_seed"]] == [0, 1, 2]
     for a, b in zip(whole["per_seed"], grouped["per_seed"]):
-        # Same seeds, same splits, same steps; XLA may round a 2-wide batch differently
-        # from a 3-wide one, so scores agree to rounding, not bit for bit.
+        # Same seeds, same splits, same steps; XLA rounds a 2-wide batch (and the last,
+        # unbatched seed) differently from a 3-wide one, so the scores agree to rounding,
+        # not bit for bit: the losses closely, while a class decision near 0.5 may flip.
         assert a["best_epoch"] == b["best_epoch"]
-        for key in ("macro_f1", "micro_f1", "balanced_accuracy", "auroc"):
-            assert b[key] == pytest.approx(a[key], abs=1e-3)
+        assert b["test_loss"] == pytest.approx(a["test_loss"], abs=2e-3)
+        assert b["auroc"] == pytest.approx(a["auroc"], abs=1.0)  # percent: one pair swapped
+
+
+def test_one_seed_groups_run_unbatched_and_train_what_the_vmap_trains():
+    """Groups of one (the CPU default) run the epoch without vmap: the same per-seed
+    computation, rounded differently by unbatched GEMMs, so the losses agree closely and
+    the parameters to the rounding Adam amplifies over a few steps."""
+    from uniimb_jax.train import Sweep
+
+    out = {}
+    for group in (0, 1):
+        prep = prepare_run(smoke_config(runs=3, epochs=2, epochs_per_call=2,
+                                        seeds_per_group=group))
+        sweep = Sweep(prep)
+        state = sweep.init(prep.seed_data, prep.device_data)
+        state, records = sweep.run_epochs(state, prep.seed_data, prep.device_data)
+        out[group] = (jax.tree.map(np.asarray, records), jax.tree.map(np.asarray, state.params))
+    (rec0, p0), (rec1, p1) = out[0], out[1]
+    np.testing.assert_allclose(rec1["train_loss"], rec0["train_loss"], atol=1e-5)
+    np.testing.assert_allclose(rec1["val_loss"], rec0["val_loss"], atol=2e-3)
+    assert (rec1["active"] == rec0["active"]).all()
+    for a, b in zip(jax.tree.leaves(p1), jax.tree.leaves(p0)):
+        np.testing.assert_allclose(a, b, atol=5e-3)
+
+
+def test_the_default_group_size_follows_the_backend():
+    from uniimb_jax.train.sharding import resolve_seeds_per_group
+
+    assert resolve_seeds_per_group(None) == (1 if jax.default_backend() == "cpu" else 0)
+    assert resolve_seeds_per_group(0) == 0 and resolve_seeds_per_group(4) == 4
 
 
 def test_resume_may_change_the_seed_groups(tmp_path):

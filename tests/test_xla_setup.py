@@ -1,4 +1,5 @@
-"""XLA flags: the GPU scatter workaround on affected releases, and --deterministic."""
+"""XLA flags: the CPU reduction flag, the GPU scatter workaround on affected releases, and
+--deterministic."""
 
 from __future__ import annotations
 
@@ -12,8 +13,10 @@ from uniimb_jax.errors import ConfigError
 from uniimb_jax.xla_setup import (
     DETERMINISTIC,
     FTZ_ATOMICS,
+    NO_YNN_REDUCE,
     configure_xla,
     needs_scatter_workaround,
+    wants_cpu_reduce_flag,
     with_extra_option,
 )
 
@@ -31,6 +34,31 @@ def test_extra_options_are_merged_not_duplicated():
 ])
 def test_scatter_workaround_only_on_affected_cuda_releases(version, plugin, needed):
     assert needs_scatter_workaround(version, plugin) is needed
+
+
+@pytest.mark.parametrize("version,flags,wanted", [
+    ("0.10.2", "", True), ("0.10.0", "--a=1", True), ("0.9.2", "", False),
+    ("0.11.2", "", False), ("0.10.2", "--xla_cpu_experimental_ynn_fusion_type=dot", False),
+])
+def test_cpu_reduce_flag_only_where_measured_and_never_over_the_users(version, flags, wanted):
+    assert wants_cpu_reduce_flag(version, flags) is wanted
+
+
+def test_cpu_reduce_flag_is_accepted_by_this_xla():
+    # An unknown XLA flag aborts the process: this runs a computation with the flag set.
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "UNIIMB_NO_XLA_WORKAROUND")}
+    code = ("from uniimb_jax.xla_setup import configure_xla; import os, jax, jax.numpy as jnp; "
+            "print(configure_xla()); print(os.environ.get('XLA_FLAGS', '')); "
+            "x = jnp.arange(12.0).reshape(4, 3); "
+            "print(float(jax.jit(lambda x: (x * x).sum(0).sum())(x)))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    import jaxlib
+
+    if wants_cpu_reduce_flag(jaxlib.__version__, ""):
+        assert NO_YNN_REDUCE in out.stdout
+    assert "506.0" in out.stdout
 
 
 def test_deterministic_flag_is_set_before_the_backend_starts():
@@ -51,7 +79,9 @@ def test_too_late_is_an_error_naming_the_flags(monkeypatch):
     monkeypatch.delenv("XLA_FLAGS", raising=False)
     with pytest.raises(ConfigError, match="xla_gpu_deterministic_ops.*before starting Python"):
         configure_xla(deterministic=True)
-    assert configure_xla(deterministic=False) == []  # nothing needed on this CPU build
+    # Nothing results depend on is needed on this CPU build, and the speed flag is skipped
+    # silently once a backend runs.
+    assert configure_xla(deterministic=False) == []
 
 
 def test_deterministic_training_on_cpu_repeats():

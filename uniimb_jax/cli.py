@@ -114,8 +114,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--u-dist", default=None, help="target usage distribution: uniform|zipf|exponential|poisson")
     t.add_argument("--epochs-per-call", type=int, default=None, help="epochs per device call / checkpoint")
     t.add_argument("--seeds-per-group", type=int, default=None, metavar="K",
-                   help="compute K seeds side by side, the groups in turn (default: all at once); "
-                        "bounds memory, e.g. COLLAB on a CPU")
+                   help="compute K seeds side by side, the groups in turn; 0 = all at once "
+                        "(default: 1 on a CPU, the fastest there; all at once on a GPU/TPU)")
     t.add_argument("--workdir", default=None, help="output directory (default runs/<dataset>-<imbalance>-<degree>-<method>-<preset>-<runs>seeds-<epochs>ep)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--devices", default=None, metavar="N|all",

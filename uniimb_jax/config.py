@@ -114,7 +114,9 @@ class TrainConfig:
     # Seeds computed side by side: 0 = all of them (one vmap); k > 0 = groups of k seeds
     # vmapped, the groups one after another inside the same compiled call (lax.map), so
     # activation memory scales with k instead of runs (COLLAB on a CPU: 20 seeds > 13 GB).
-    seeds_per_group: int = 0
+    # None = by backend: 1 on a CPU (one seed at a time is the fastest there, and a seed
+    # that has stopped then costs nothing), all at once on accelerators (BENCHMARKS.md).
+    seeds_per_group: Optional[int] = None
     # How lists become batches (docs/evaluation.md). "packed": evaluation lists packed into
     # batches that fit the budget, the last training batch wraps around the permutation;
     # "official" (the reference preset of UniImb): evaluation lists in the published order
@@ -187,11 +189,12 @@ def validate_config(cfg: TrainConfig, *, num_graphs: Optional[int] = None) -> No
     _check_positive("early_stop_window", cfg.early_stop_window)
     _check_positive("epochs_per_call", cfg.epochs_per_call)
     _check_positive("synthetic_graphs", cfg.synthetic_graphs)
-    if (not isinstance(cfg.seeds_per_group, int) or isinstance(cfg.seeds_per_group, bool)
+    if cfg.seeds_per_group is not None and (
+            not isinstance(cfg.seeds_per_group, int) or isinstance(cfg.seeds_per_group, bool)
             or cfg.seeds_per_group < 0):
         raise ConfigError(
             f"seeds_per_group={cfg.seeds_per_group!r} is out of range; expected an integer "
-            f">= 0 (0 = every seed at once)"
+            f">= 0 (0 = every seed at once) or None (by backend)"
         )
     if not 0.0 < cfg.budget_quantile <= 1.0:
         raise ConfigError(

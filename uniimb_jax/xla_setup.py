@@ -1,4 +1,4 @@
-"""XLA flags this library sets before JAX starts a backend: GPU scatter speed, determinism.
+"""XLA flags this library sets before JAX starts a backend: CPU and GPU speed, determinism.
 
 XLA reads ``XLA_FLAGS`` once, when the first JAX backend starts; :func:`configure_xla` must
 run before that (``uniimb train`` calls it first thing).
@@ -9,6 +9,17 @@ run before that (``uniimb train`` calls it first thing).
   fixed in 0.11.1). On those versions we add the LLVM option ``-nvptx-allow-ftz-atomics``
   (``--xla_backend_extra_options``), which restores the native atomic at the price of
   flushing subnormal numbers inside atomic sums. ``UNIIMB_NO_XLA_WORKAROUND=1`` turns it off.
+* **CPU reductions** (jaxlib 0.10): XLA:CPU hands column reductions (sums over a batch's
+  nodes: BatchNorm statistics and gradients under ``vmap``, pooling gradients) to YNNPACK
+  reduce fusions, which ran at about 0.2 G elements/s on this project's 2-core CPU. We add
+  ``--xla_cpu_experimental_ynn_fusion_type=-reduce`` (YNNPACK keeps the GEMMs, XLA's own
+  loops do the reductions): a PROTEINS epoch of 1 seed 0.92 -> 0.63 s before
+  :class:`~uniimb_jax.models.batch_norm.MaskedBatchNorm` removed most of those reductions,
+  and about 10% more on a vmapped sweep after it (BENCHMARKS.md, "Profile"). Only on the
+  jaxlib minor versions where it was measured (:data:`YNN_VERSIONS`; an unknown flag aborts
+  XLA), never over a user's own ``--xla_cpu_experimental_ynn_fusion_type``, and silently
+  skipped when a backend has already started (it changes speed, not results).
+  ``UNIIMB_NO_XLA_WORKAROUND=1`` turns it off too.
 * **Determinism** (``--deterministic``): ``--xla_gpu_deterministic_ops=true`` makes XLA:GPU
   pick deterministic kernels (scatters become sorted, non-atomic reductions), so a GPU run
   repeats bit for bit, as a CPU run does anyway. Its cost on a GPU is not measured yet (this
@@ -28,6 +39,9 @@ EXTRA_OPTIONS = "--xla_backend_extra_options="
 DETERMINISTIC = "--xla_gpu_deterministic_ops=true"
 AFFECTED = ((0, 10, 2), (0, 11, 0))  # jaxlib versions with the scatter-add regression
 SKIP_ENV = "UNIIMB_NO_XLA_WORKAROUND"
+YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
+NO_YNN_REDUCE = YNN_FLAG + "=-reduce"
+YNN_VERSIONS = ((0, 10),)  # jaxlib (major, minor) where the flag exists and was measured
 
 
 def _version(text: str) -> tuple[int, int, int]:
@@ -57,34 +71,57 @@ def _cuda_plugin_installed() -> bool:
     return any(find_spec(f"jax_cuda{v}_plugin") is not None for v in (12, 13))
 
 
+def wants_cpu_reduce_flag(jaxlib_version: str, flags: str) -> bool:
+    return _version(jaxlib_version)[:2] in YNN_VERSIONS and YNN_FLAG not in flags
+
+
+def add_speed_flags() -> list[str]:
+    """Adds the CPU reduction flag to ``XLA_FLAGS`` where it applies and no backend has
+    started yet (:func:`~uniimb_jax.train.prepare.prepare_run` calls it, so a script whose
+    first JAX work is a run gets it); returns what it added. Never raises: the flag changes
+    speed only."""
+    import jaxlib
+    from jax._src import xla_bridge
+
+    flags = os.environ.get("XLA_FLAGS", "")
+    if (os.environ.get(SKIP_ENV, "") not in ("", "0") or xla_bridge.backends_are_initialized()
+            or not wants_cpu_reduce_flag(jaxlib.__version__, flags)):
+        return []
+    os.environ["XLA_FLAGS"] = (flags + " " + NO_YNN_REDUCE).strip()
+    return [NO_YNN_REDUCE]
+
+
 def configure_xla(deterministic: bool = False) -> list[str]:
     """Adds the flags above to ``XLA_FLAGS``; returns the ones it added.
 
     Raises:
-      ConfigError: a flag is needed but a JAX backend has already started (XLA read
-        ``XLA_FLAGS`` then); the message says how to set it by hand.
+      ConfigError: a flag results depend on (the GPU scatter workaround, determinism) is
+        needed but a JAX backend has already started (XLA read ``XLA_FLAGS`` then); the
+        message says how to set it by hand. The CPU speed flag is then left out silently.
     """
     import jaxlib
+    from jax._src import xla_bridge
 
+    added = add_speed_flags()
     flags = os.environ.get("XLA_FLAGS", "")
-    added = []
-    if (os.environ.get(SKIP_ENV, "") in ("", "0")
+    workarounds = os.environ.get(SKIP_ENV, "") in ("", "0")
+    started = xla_bridge.backends_are_initialized()
+    required = []
+    if (workarounds
             and needs_scatter_workaround(jaxlib.__version__, _cuda_plugin_installed())
             and FTZ_ATOMICS not in flags and "--xla_gpu_ftz=true" not in flags):
         flags = with_extra_option(flags, FTZ_ATOMICS)
-        added.append(EXTRA_OPTIONS + FTZ_ATOMICS)
+        required.append(EXTRA_OPTIONS + FTZ_ATOMICS)
     if deterministic and DETERMINISTIC not in flags:
         flags = (flags + " " + DETERMINISTIC).strip()
-        added.append(DETERMINISTIC)
-    if not added:
-        return []
-    from jax._src import xla_bridge
-
-    if xla_bridge.backends_are_initialized():
+        required.append(DETERMINISTIC)
+    if not required:
+        return added
+    if started:
         raise ConfigError(
-            f"XLA flags {added} are needed but a JAX backend has already started, so XLA "
+            f"XLA flags {required} are needed but a JAX backend has already started, so XLA "
             f"would ignore them; set XLA_FLAGS='{flags}' before starting Python (or call "
             "uniimb_jax.xla_setup.configure_xla() before any JAX computation)"
         )
     os.environ["XLA_FLAGS"] = flags
-    return added
+    return added + required

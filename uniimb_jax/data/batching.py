@@ -158,18 +158,10 @@ def quantile_budget(
     """
     if not 0.0 < quantile <= 1.0:
         raise ValueError(f"quantile={quantile} is out of range; expected 0 < quantile <= 1")
-    rng = np.random.default_rng(seed)
-    node_totals, edge_totals = [], []
-    for idx in train_indices:
-        idx = np.asarray(idx, np.int64)
-        # Batches are drawn without replacement within an epoch; sampling each batch as B
-        # distinct positions of the list matches that.
-        keys = rng.random((num_samples, idx.size))
-        pick = idx[np.argpartition(keys, graphs_per_batch - 1, axis=1)[:, :graphs_per_batch]]
-        node_totals.append(ds.nodes_per_graph[pick].sum(axis=1))
-        edge_totals.append(ds.edges_per_graph[pick].sum(axis=1))
-    nodes_q = np.quantile(np.concatenate(node_totals), quantile, method="higher")
-    edges_q = np.quantile(np.concatenate(edge_totals), quantile, method="higher")
+    node_totals, edge_totals = sampled_batch_totals(ds, graphs_per_batch, train_indices,
+                                                    num_samples, seed)
+    nodes_q = np.quantile(node_totals, quantile, method="higher")
+    edges_q = np.quantile(edge_totals, quantile, method="higher")
     all_indices = np.asarray(all_indices, np.int64)
     largest_nodes = int(ds.nodes_per_graph[all_indices].max())
     largest_edges = int(ds.edges_per_graph[all_indices].max())
@@ -178,6 +170,55 @@ def quantile_budget(
         n_edge=_round_up(max(int(edges_q), largest_edges), multiple),
         n_graph=graphs_per_batch + 1,
     )
+
+
+def sampled_batch_totals(
+    ds: GraphDataset, graphs_per_batch: int, train_indices: Sequence[np.ndarray],
+    num_samples: int = 2048, seed: int = 0,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Node and edge totals ``[num_samples * len(train_indices)] int64`` of random training
+    batches: ``B`` distinct positions of each list, as an epoch's shuffle draws them."""
+    rng = np.random.default_rng(seed)
+    node_totals, edge_totals = [], []
+    for idx in train_indices:
+        idx = np.asarray(idx, np.int64)
+        keys = rng.random((num_samples, idx.size))
+        pick = idx[np.argpartition(keys, graphs_per_batch - 1, axis=1)[:, :graphs_per_batch]]
+        node_totals.append(ds.nodes_per_graph[pick].sum(axis=1))
+        edge_totals.append(ds.edges_per_graph[pick].sum(axis=1))
+    return np.concatenate(node_totals), np.concatenate(edge_totals)
+
+
+def small_budget(
+    node_totals: np.ndarray, edge_totals: np.ndarray, large: tuple[int, int],
+    multiple: int = BUDGET_MULTIPLE, min_saving: float = 0.05,
+) -> tuple[int, int]:
+    """A second, smaller ``(n_node, n_edge)`` for the batches that fit it, or ``(0, 0)``.
+
+    Given the totals of a run's batches (sampled training batches, or the actual validation
+    batches) and the budget every batch gets now (``large``), picks among the 10%..90%
+    quantiles of the totals the budget that minimises the expected padded nodes per batch
+    (``small`` if a batch fits it, else ``large``), the rows every layer computes. ``(0, 0)``
+    when that saves less than ``min_saving`` of the rows: a second size class costs a
+    second compiled copy of the step.
+    """
+    nodes = np.asarray(node_totals, np.int64)
+    edges = np.asarray(edge_totals, np.int64)
+    large_nodes, large_edges = int(large[0]), int(large[1])
+    best, best_cost = (0, 0), float(large_nodes)
+    for q in np.arange(0.1, 0.95, 0.05):
+        n = _round_up(int(np.quantile(nodes, q, method="higher")) + 1, multiple)
+        e = _round_up(int(np.quantile(edges, q, method="higher")), multiple)
+        if n >= large_nodes:
+            continue
+        e = min(e, large_edges)
+        fits = (nodes + 1 <= n) & (edges <= e)
+        cost = float(np.mean(np.where(fits, n, large_nodes)))
+        if cost < best_cost:
+            best, best_cost = (n, e), cost
+    if best_cost > (1.0 - min_saving) * large_nodes:
+        return (0, 0)
+    return best
 
 
 def pack_eval(ds: GraphDataset, indices: np.ndarray, budget: PaddingBudget) -> np.ndarray:

@@ -83,6 +83,16 @@ def _slot_owner(counts: jax.Array, num_slots: int):
     return owner, owner_c, slots - starts[owner_c], ends[-1]
 
 
+def batch_totals(dd: DeviceDataset, indices: jax.Array) -> tuple[jax.Array, jax.Array]:
+    """``(nodes [], edges [])`` int32: the sizes of the graphs ``indices [b]`` (``-1`` empty)
+    together, what :func:`gather_batch` would place if the budget fits them all."""
+    valid = indices >= 0
+    g = jnp.where(valid, indices, 0)
+    nodes = jnp.where(valid, dd.node_offsets[g + 1] - dd.node_offsets[g], 0)
+    edges = jnp.where(valid, dd.edge_offsets[g + 1] - dd.edge_offsets[g], 0)
+    return jnp.sum(nodes).astype(jnp.int32), jnp.sum(edges).astype(jnp.int32)
+
+
 def gather_batch(dd: DeviceDataset, indices: jax.Array, n_node: int, n_edge: int) -> batch_lib.GraphBatch:
     """Gathers graphs ``indices`` into a padded batch; jit- and vmap-safe.
 

@@ -28,6 +28,7 @@ import jax
 import jax.numpy as jnp
 
 from uniimb_jax.errors import ConfigError
+from uniimb_jax.models.batch_norm import MaskedBatchNorm
 from uniimb_jax.models.edge_sum import edge_sum
 
 
@@ -70,8 +71,7 @@ def weighted_in_degree(graph: MessageGraph, n_node: int) -> jax.Array:
 def _batch_norm(h: jax.Array, node_mask: jax.Array, train: bool, name: str) -> jax.Array:
     # Torch defaults (momentum 0.1 -> flax 0.9, eps 1e-5), as in the reference; the exact
     # two-pass variance because a masked E[x^2] - E[x]^2 loses precision on few real nodes.
-    bn = nn.BatchNorm(momentum=0.9, epsilon=1e-5, use_fast_variance=False, name=name)
-    return bn(h, use_running_average=not train, mask=node_mask[:, None])
+    return MaskedBatchNorm(momentum=0.9, epsilon=1e-5, name=name)(h, node_mask, train=train)
 
 
 def _zero_padding(h: jax.Array, node_mask: jax.Array) -> jax.Array:

@@ -39,6 +39,7 @@ from uniimb_jax.train import sharding as sharding_lib
 from uniimb_jax.train.checkpoint import Checkpointer
 from uniimb_jax.train.prepare import prepare_run
 from uniimb_jax.train.curves import plot_curves
+from uniimb_jax.train.progress import SeedEpochProgress
 from uniimb_jax.train.sweep import Sweep
 from uniimb_jax.train.trained import save_selected, selected_on_host
 from uniimb_jax.train.workdir import (  # noqa: F401  (load_config: imported from here before)
@@ -159,14 +160,16 @@ def _locked_train(cfg, wd, data_dir, cache_dir, download, progress, log, dataset
         try:
             prep = prepare_run(cfg, data_dir=data_dir, cache_dir=cache_dir, download=download,
                                dataset=dataset, devices=devices)
-            sweep = Sweep(prep)
-            return _train_loop(cfg, prep, sweep, wd, ckpt, progress, log, t_start, stop_after_calls)
+            bar = (SeedEpochProgress(cfg.seeds, cfg.epochs, f"{cfg.dataset} x{cfg.runs} seeds")
+                   if progress and sharding_lib.is_primary() else None)
+            sweep = Sweep(prep, on_epoch=bar.on_epoch if bar is not None else None)
+            return _train_loop(cfg, prep, sweep, wd, ckpt, bar, log, t_start, stop_after_calls)
         finally:
             if ckpt is not None:
                 ckpt.close()
 
 
-def _train_loop(cfg, prep, sweep, wd, ckpt, progress, log, t_start, stop_after_calls):
+def _train_loop(cfg, prep, sweep, wd, ckpt, bar, log, t_start, stop_after_calls):
     t0 = time.perf_counter()
     # Only process 0 writes files; every process saves its shards of the checkpoints.
     primary = sharding_lib.is_primary()
@@ -206,11 +209,16 @@ def _train_loop(cfg, prep, sweep, wd, ckpt, progress, log, t_start, stop_after_c
             f"{spec.num_train_batches} batches of {spec.batch_size}, then validation; "
             f"a device call runs {cfg.epochs_per_call} epochs of every seed")
     compile_s = None
-    bar = None
-    if progress and primary:
-        from tqdm.auto import tqdm
 
-        bar = tqdm(total=cfg.epochs, initial=start_epoch, unit="epoch", desc=f"{cfg.dataset} x{cfg.runs} seeds")
+    def seed_progress():
+        # Every process joins these gathers (collectives on several hosts).
+        done = sharding_lib.to_host(state.epoch)[: cfg.runs]
+        active = sharding_lib.to_host(state.active)[: cfg.runs] & (done < cfg.epochs)
+        return done, ~active, sharding_lib.to_host(state.early.best_val_loss)[: cfg.runs]
+
+    done, finished, _ = seed_progress()
+    if bar is not None:
+        bar.start(done, finished)
     epoch = start_epoch
     calls = 0
     interrupted = False
@@ -220,8 +228,8 @@ def _train_loop(cfg, prep, sweep, wd, ckpt, progress, log, t_start, stop_after_c
             t_call = time.perf_counter()
             state, records = sweep.run_epochs(state, prep.seed_data, prep.device_data)
             # Rows [runs:] are padding seeds (copies of real ones), left out of every count.
-            active = (sharding_lib.to_host(state.active)
-                      & (sharding_lib.to_host(state.epoch) < cfg.epochs))[: cfg.runs]
+            done, finished, best = seed_progress()
+            active = ~finished
             if compile_s is None:
                 compile_s = time.perf_counter() - t_call
             epoch = min(epoch + cfg.epochs_per_call, cfg.epochs)
@@ -231,11 +239,8 @@ def _train_loop(cfg, prep, sweep, wd, ckpt, progress, log, t_start, stop_after_c
                     append_metrics(wd / "metrics.jsonl", lines, ckpt)
                 save_checkpoint(ckpt, epoch, state, wd,
                                 meta=run_times(time.perf_counter() - t0))
-            # Outside `if bar`: on several hosts to_host is a collective every process joins.
-            best = sharding_lib.to_host(state.early.best_val_loss)[: cfg.runs]
             if bar is not None:
-                bar.update(epoch - bar.n)
-                bar.set_postfix(active=int(active.sum()), best_val_loss=f"{np.nanmean(best):.4f}")
+                bar.sync(done, finished, best)
             calls += 1
             if not active.any():
                 break
