@@ -1,0 +1,31 @@
+#!/usr/bin/env bash
+# The full-protocol cells of issue 14 on a CPU, in priority order (20 seeds, 1000-epoch
+# budget, the reference early stopping), each a resumable experiments/run_table.py call:
+# a finished cell (results.json present) is skipped, an interrupted one resumes from its
+# checkpoints. Run from the repository root, in the background:
+#
+#   nohup bash experiments/cpu_campaign.sh > campaign.log 2>&1 &
+#
+# RESULTS (default experiments/results) and DATA (default ../shared/data/tu) may be set,
+# e.g. to run from a git worktree of a fixed commit into the main checkout's results.
+set -u
+RESULTS=${RESULTS:-experiments/results}
+DATA=${DATA:-../shared/data/tu}
+run() {
+  nice -n 19 python experiments/run_table.py "$@" --runs 20 --epochs 1000 \
+    --data-dir "$DATA" --offline --no-progress --results-dir "$RESULTS" || exit $?
+}
+# 1. PROTEINS, class imbalance
+run --table class --datasets PROTEINS --variants uniimb-reference uniimb-corrected gin-upsample-g2gnn
+# 2. PROTEINS, topology imbalance (the reference preset reads the fixed IGL split file)
+run --table topology --datasets PROTEINS --variants uniimb-reference uniimb-corrected
+# 3. IMDB-MULTI, class imbalance
+run --table class --datasets IMDB-MULTI --variants uniimb-reference uniimb-corrected gin-upsample-g2gnn
+# 4. IMDB-MULTI, topology imbalance
+run --table topology --datasets IMDB-MULTI --variants uniimb-reference uniimb-corrected
+# 5. Intertwined imbalance
+run --table intertwined --datasets PROTEINS IMDB-MULTI --variants uniimb-reference uniimb-corrected
+# 6. The U distributions of Table 1 on PROTEINS (Uniform is cell 1's uniimb-reference)
+run --table u_dist --datasets PROTEINS --variants uniimb-reference-zipf uniimb-reference-exponential uniimb-reference-poisson
+# 7. If time remains: NCI1, class imbalance, reference preset
+run --table class --datasets NCI1 --variants uniimb-reference
