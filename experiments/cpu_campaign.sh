@@ -9,6 +9,8 @@
 # RESULTS (default experiments/results) and DATA (default ../shared/data/tu) may be set,
 # e.g. to run from a git worktree of a fixed commit into the main checkout's results.
 set -u
+# This checkout's code, not whatever `pip install -e` points at (a worktree runs its own).
+export PYTHONPATH="$(pwd)${PYTHONPATH:+:$PYTHONPATH}"
 RESULTS=${RESULTS:-experiments/results}
 DATA=${DATA:-../shared/data/tu}
 run() {
