@@ -38,3 +38,16 @@ def splits_dir() -> pathlib.Path:
     if not path.is_dir():
         pytest.skip(f"reference split directory {path} not found")
     return path
+
+
+@pytest.fixture(scope="session", autouse=True)
+def _private_cache(tmp_path_factory):
+    """Every test reads and writes the processed-dataset cache in a temporary directory,
+    never the user's ``~/.cache/uniimb_jax`` (tests that test the cache set their own)."""
+    old = os.environ.get("UNIIMB_CACHE_DIR")
+    os.environ["UNIIMB_CACHE_DIR"] = str(tmp_path_factory.mktemp("uniimb-cache"))
+    yield
+    if old is None:
+        os.environ.pop("UNIIMB_CACHE_DIR", None)
+    else:
+        os.environ["UNIIMB_CACHE_DIR"] = old

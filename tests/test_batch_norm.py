@@ -31,6 +31,7 @@ def inputs():
     return x, mask
 
 
+@pytest.mark.slow
 def test_same_variables_outputs_running_statistics_and_gradients(inputs):
     x, mask = inputs
     ours, ref = _Ours(), _Flax()

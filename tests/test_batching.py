@@ -146,6 +146,7 @@ def test_make_batch_is_jraph_pad_with_graphs(ds, feats, budget):
     jax.tree.map(np.testing.assert_array_equal, got, want)
 
 
+@pytest.mark.slow
 def test_make_batch_matches_device_gather(ds, feats, budget):
     device_batching = pytest.importorskip("uniimb_jax.data.device_batching")
     dd = device_batching.to_device_dataset(ds, feats.as_dict())
@@ -250,6 +251,7 @@ def per_graph(batches, fn, weights) -> dict[int, np.ndarray]:
 
 
 @pytest.mark.parametrize("jit", [False, True], ids=["eager", "jit"])
+@pytest.mark.slow
 def test_per_graph_results_do_not_depend_on_budget_or_batch(ds, feats, jit):
     width = feats.x.shape[1] + feats.rwpe.shape[1] + feats.lap_vec.shape[1]
     key1, key2 = jax.random.split(jax.random.key(0))

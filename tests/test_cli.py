@@ -89,6 +89,7 @@ def test_invalid_train_arguments_exit_cleanly(capsys, tmp_path):
     assert "runs=0" in err
 
 
+@pytest.mark.slow
 def test_train_on_the_embedded_default(capsys, tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
     code, out, _ = _run(capsys, ["train", "--runs", "2", "--epochs", "2", "--no-progress"])
@@ -100,6 +101,7 @@ def test_train_on_the_embedded_default(capsys, tmp_path, monkeypatch):
 
 
 @pytest.mark.parametrize("dataset", ["MUTAG", "PROTEINS"])
+@pytest.mark.slow
 def test_train_end_to_end_on_real_data(capsys, tu_dir, tmp_path, dataset):
     wd = tmp_path / dataset
     code, out, _ = _run(capsys, ["train", "--dataset", dataset, "--runs", "2", "--epochs", "2",

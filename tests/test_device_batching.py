@@ -93,6 +93,7 @@ def test_full_batch_matches_jraph(setup):
         np.testing.assert_array_equal(got.node_graph, np.repeat(np.arange(5), got.graphs.n_node))
 
 
+@pytest.mark.slow
 def test_partial_batch_masks_empty_slots(setup):
     ds, x, dd = setup
     n_node, n_edge, _ = padding_budget(ds, 4, multiple=8)
@@ -107,6 +108,7 @@ def test_partial_batch_masks_empty_slots(setup):
     assert np.all(np.asarray(got.node_graph)[np.asarray(got.graphs.senders)[pad_edges]] == 4)
 
 
+@pytest.mark.slow
 def test_vmap_over_seed_axis(setup):
     ds, x, dd = setup
     n_node, n_edge, _ = padding_budget(ds, 3, multiple=8)

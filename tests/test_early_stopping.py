@@ -58,6 +58,7 @@ def _curve(rng, n, kind):
 
 
 @pytest.mark.parametrize("kind", ["dyadic", "noisy"])
+@pytest.mark.slow
 def test_matches_reference_loop(kind):
     rng = np.random.default_rng(0 if kind == "dyadic" else 1)
     fired = 0

@@ -30,6 +30,7 @@ def _loss(h, s, r, w, num_edges, chunk=64):
 
 @pytest.mark.parametrize("num_real", [0, 1, 63, 64, 65, 170, E])
 @pytest.mark.parametrize("chunk", [64, 1000])
+@pytest.mark.slow
 def test_value_and_gradients_match_one_segment_sum(num_real, chunk):
     h, s, r, w = _graph(num_real)
     want = jax.value_and_grad(_loss, argnums=(0, 3))(h, s, r, w, None)

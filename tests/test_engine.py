@@ -39,6 +39,7 @@ def _seed(tree, i):
     return jax.tree.map(lambda x: x[i], tree)
 
 
+@pytest.mark.slow
 def test_sweep_compiles_once_and_trains_every_seed(sweep_setup):
     prep, sweep = sweep_setup
     state = sweep.init(prep.seed_data, prep.device_data)
@@ -56,6 +57,7 @@ def test_sweep_compiles_once_and_trains_every_seed(sweep_setup):
     assert np.all(np.isfinite(np.asarray(records["train_loss"])))
 
 
+@pytest.mark.slow
 def test_stopped_seed_stops_changing(sweep_setup):
     prep, sweep = sweep_setup
     state = sweep.init(prep.seed_data, prep.device_data)
@@ -70,6 +72,7 @@ def test_stopped_seed_stops_changing(sweep_setup):
     assert np.asarray(records["active"])[0].all()
 
 
+@pytest.mark.slow
 def test_nan_seed_is_flagged_and_others_continue(sweep_setup):
     prep, sweep = sweep_setup
     state = sweep.init(prep.seed_data, prep.device_data)
@@ -91,6 +94,25 @@ def test_nan_seed_is_flagged_and_others_continue(sweep_setup):
     assert summary["macro_f1"]["std"] == pytest.approx(np.std(kept))
 
 
+def test_a_tiny_run_end_to_end(tmp_path):
+    """The fast tier's one end-to-end run (a one-layer model, 2 seeds, 2 epochs in two
+    device calls): prepare, compile, train, checkpoint, score and write the work directory."""
+    cfg = smoke_config(runs=2, epochs=2, epochs_per_call=1,
+                       model_overrides=dict(hidden=8, num_layers=1, num_prototypes=4, k1=4,
+                                            k2=2))
+    results = train(cfg, workdir=str(tmp_path), progress=False, log=lambda s: None)
+    assert [r["seed"] for r in results["per_seed"]] == [0, 1]
+    assert all(r["epochs_run"] == 2 for r in results["per_seed"])
+    assert all(0.0 <= r["macro_f1"] <= 100.0 for r in results["per_seed"])
+    lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
+    assert len(lines) == 4 and {json.loads(l)["epoch"] for l in lines} == {0, 1}
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    assert on_disk["summary"]["macro_f1"]["mean"] == pytest.approx(
+        results["summary"]["macro_f1"]["mean"])
+    assert (tmp_path / "checkpoints").is_dir() and (tmp_path / "selected").is_dir()
+
+
+@pytest.mark.slow
 def test_train_writes_the_documented_files(tmp_path):
     cfg = smoke_config()
     res = train(cfg, workdir=str(tmp_path), progress=False, log=lambda s: None)
@@ -118,6 +140,7 @@ def test_train_writes_the_documented_files(tmp_path):
     assert not (tmp_path / ".lock").exists()
 
 
+@pytest.mark.slow
 def test_resumed_run_equals_uninterrupted_run(tmp_path):
     cfg = smoke_config(epochs=6, epochs_per_call=2, early_stop_window=50)
     whole = train(cfg, workdir=str(tmp_path / "whole"), progress=False, log=lambda s: None)
@@ -137,6 +160,7 @@ def test_resumed_run_equals_uninterrupted_run(tmp_path):
     assert (tmp_path / "cut" / "metrics.jsonl").read_text() == whole_lines
 
 
+@pytest.mark.slow
 def test_same_seed_same_scores():
     cfg = smoke_config(runs=1, epochs=2)
     a = train(cfg, progress=False, log=lambda s: None)
@@ -144,6 +168,7 @@ def test_same_seed_same_scores():
     assert a["per_seed"] == b["per_seed"]
 
 
+@pytest.mark.slow
 def test_resume_with_different_config_is_refused(tmp_path):
     cfg = smoke_config(runs=1, epochs=2)
     train(cfg, workdir=str(tmp_path), progress=False, log=lambda s: None, stop_after_calls=1)
@@ -153,12 +178,14 @@ def test_resume_with_different_config_is_refused(tmp_path):
 
 
 @pytest.mark.parametrize("method", ["gin", "gin-upsample", "gin-reweight"])
+@pytest.mark.slow
 def test_baselines_train(method):
     res = train(smoke_config(method=method, runs=1, epochs=2), progress=False, log=lambda s: None)
     assert res["method"] == method
     assert np.isfinite(res["summary"]["macro_f1"]["mean"])
 
 
+@pytest.mark.slow
 def test_reference_preset_trains():
     res = train(smoke_config(preset="reference", runs=1, epochs=2), progress=False,
                 log=lambda s: None)
@@ -228,6 +255,7 @@ def test_second_run_on_a_busy_workdir_is_refused(tmp_path):
         holder.wait()
 
 
+@pytest.mark.slow
 def test_stale_lock_is_taken_over(tmp_path):
     dead = subprocess.Popen([sys.executable, "-c", "pass"])
     dead.wait()

@@ -125,6 +125,7 @@ def _check_scores(labels, preds, mask, c):
 
 
 @pytest.mark.parametrize("c", [2, 3, 5])
+@pytest.mark.slow
 def test_classification_metrics_match_sklearn_seeded(c):
     rng = np.random.default_rng(c)
     for trial in range(40):
@@ -139,6 +140,7 @@ def test_classification_metrics_match_sklearn_seeded(c):
     c=st.integers(2, 6),
     data=st.data(),
 )
+@pytest.mark.slow
 def test_classification_metrics_match_sklearn_hypothesis(c, data):
     n = data.draw(st.integers(1, 40))
     labels = np.array(data.draw(st.lists(st.integers(0, c - 1), min_size=n, max_size=n)), np.int32)
@@ -172,6 +174,7 @@ def test_classification_metrics_empty_matrix():
 
 @pytest.mark.parametrize("c", [2, 3, 4])
 @pytest.mark.parametrize("ties", [False, True])
+@pytest.mark.slow
 def test_auroc_matches_sklearn(c, ties):
     rng = np.random.default_rng(10 * c + ties)
     for trial in range(30):
@@ -186,6 +189,7 @@ def test_auroc_matches_sklearn(c, ties):
 
 @settings(max_examples=60, deadline=None)
 @given(data=st.data(), c=st.integers(2, 4))
+@pytest.mark.slow
 def test_auroc_hypothesis_heavy_ties(data, c):
     n = data.draw(st.integers(2, 30))
     labels = np.array(data.draw(st.lists(st.integers(0, c - 1), min_size=n, max_size=n)), np.int32)
@@ -218,6 +222,7 @@ def test_auroc_binary_uses_class_one_column_only():
     np.testing.assert_allclose(got, roc_auc_score(np.asarray(labels), np.asarray(probs[:, 1])))
 
 
+@pytest.mark.slow
 def test_auroc_undefined_is_nan():
     probs = jnp.full((4, 3), 1 / 3)
     one_class = M.auroc_ovr(probs, jnp.zeros(4, jnp.int32), jnp.ones(4, bool), 3)
@@ -230,6 +235,7 @@ def test_auroc_undefined_is_nan():
     assert np.isnan(binary_one_class)
 
 
+@pytest.mark.slow
 def test_auroc_padding_does_not_matter():
     rng = np.random.default_rng(3)
     labels, _, probs, mask = _random_case(rng, 50, 3, ties=True, missing=False)
@@ -243,6 +249,7 @@ def test_auroc_padding_does_not_matter():
 # ------------------------------------------------------------- jit and vmap
 
 
+@pytest.mark.slow
 def test_metrics_under_jit_and_vmap_over_seeds():
     """A seed axis through jit(vmap(...)) equals per-seed eager calls."""
     rng = np.random.default_rng(7)
@@ -288,6 +295,7 @@ def _torch_style_ce(logits, labels, mask, w=None):
     return np.sum(wy * ce) / np.sum(wy)
 
 
+@pytest.mark.slow
 def test_softmax_cross_entropy_matches_reference():
     rng = np.random.default_rng(11)
     ce = jax.jit(M.softmax_cross_entropy)
@@ -312,6 +320,7 @@ def test_softmax_cross_entropy_matches_reference():
         np.testing.assert_allclose(got_w, _torch_style_ce(logits, labels, mask, w), rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_softmax_cross_entropy_gradient_ignores_nan_padding():
     logits = jnp.array([[1.0, 2.0], [jnp.nan, jnp.nan], [0.5, -0.5]])
     labels = jnp.array([1, -1, 0])

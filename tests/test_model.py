@@ -136,6 +136,7 @@ CONFIGS = {
 
 @pytest.mark.parametrize("name", sorted(CONFIGS))
 @pytest.mark.parametrize("train", [False, True])
+@pytest.mark.slow
 def test_output_shapes_and_dtypes(name, train):
     cfg = CONFIGS[name]
     batch = make_batch(graphs(0, 6))
@@ -159,6 +160,7 @@ def test_output_shapes_and_dtypes(name, train):
         np.testing.assert_allclose(float(jnp.sum(aux["routing_probs"])), 1.0, rtol=1e-5)
 
 
+@pytest.mark.slow
 def test_one_node_and_edgeless_graphs():
     rng = np.random.default_rng(3)
     gs = [random_graph(rng, 1), random_graph(rng, 4, p_edge=0.0), random_graph(rng, 5)]
@@ -173,6 +175,7 @@ def test_one_node_and_edgeless_graphs():
 # -------------------------------------------------------------------------------- factories
 
 
+@pytest.mark.slow
 def test_every_factory_name_constructs():
     batch = make_batch(graphs(0, 4))
     for name in BACKBONES:
@@ -229,6 +232,7 @@ def eval_logits(model, variables, batch, proto, seed=0):
 
 
 @pytest.mark.parametrize("name", ["uniimb-corrected", "uniimb-lappe-gcn", "gin"])
+@pytest.mark.slow
 def test_padding_budget_and_empty_slots_do_not_change_real_logits(name):
     cfg = dataclasses.replace(CONFIGS[name], k1=3)
     gs = graphs(1, 5)
@@ -245,6 +249,7 @@ def test_padding_budget_and_empty_slots_do_not_change_real_logits(name):
 
 
 @pytest.mark.parametrize("backbone", BACKBONES)
+@pytest.mark.slow
 def test_padding_budget_does_not_change_training_logits(backbone):
     # In training BatchNorm uses batch statistics: only the node mask keeps padding out.
     cfg = small_cfg(backbone=backbone, perturbation="off", lap_freqs=L)
@@ -293,6 +298,7 @@ def permute_nodes(g: jraph.GraphsTuple, rng: np.random.Generator) -> jraph.Graph
 
 @pytest.mark.parametrize("name", ["uniimb-corrected", "uniimb-lappe-gcn",
                                   "uniimb-sage-nopos", "gin"])
+@pytest.mark.slow
 def test_node_permutation_invariance(name):
     cfg = CONFIGS[name]
     gs = graphs(4, 5)
@@ -318,6 +324,7 @@ def routing_apply(x, mask, proto, k1=3, k2=2, inference="reference", train=True)
     return mod.apply(params, x, mask, proto, train=train)
 
 
+@pytest.mark.slow
 def test_topk_never_picks_padded_rows_and_usage_ignores_them():
     rng = np.random.default_rng(0)
     real = jnp.asarray(rng.standard_normal((5, 16)), jnp.float32)
@@ -338,6 +345,7 @@ def test_topk_never_picks_padded_rows_and_usage_ignores_them():
         np.testing.assert_allclose(stats.routing_probs, ref.routing_probs, rtol=1e-5, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_bias_changes_selection_but_carries_no_gradient():
     cfg = small_cfg(perturbation="off")
     batch = make_batch(graphs(5, 6))
@@ -365,6 +373,7 @@ def test_bias_changes_selection_but_carries_no_gradient():
 
 
 @pytest.mark.parametrize("mode, expect_grad", [("corrected", True), ("reference", False)])
+@pytest.mark.slow
 def test_perturbation_mlp_gradient(mode, expect_grad):
     cfg = small_cfg(perturbation=mode)
     batch = make_batch(graphs(6, 6, lo=4, hi=10))
@@ -435,6 +444,7 @@ def test_mixup_permutes_real_rows_only():
 # ------------------------------------------------------------------------------ jit, vmap
 
 
+@pytest.mark.slow
 def test_jit_matches_eager_and_does_not_recompile():
     cfg = CONFIGS["uniimb-corrected"]
     b1, b2 = make_batch(graphs(8, 6)), make_batch(graphs(9, 6))
@@ -454,6 +464,7 @@ def test_jit_matches_eager_and_does_not_recompile():
 
 
 @pytest.mark.parametrize("name", ["uniimb-corrected", "uniimb-reference", "gin"])
+@pytest.mark.slow
 def test_vmap_over_seeds(name):
     cfg = CONFIGS[name]
     seeds = 3

@@ -148,6 +148,7 @@ def feasible_l1(u: np.ndarray, cap: float) -> float:
 
 
 @pytest.mark.parametrize("u_name", ["uniform", "zipf"])
+@pytest.mark.slow
 def test_sign_update_drives_usage_toward_u(u_name):
     u = np.asarray(balancing.u_distribution(u_name, SIM_K))
     floor = feasible_l1(u, 1.0 / SIM_K2)

@@ -73,6 +73,7 @@ def test_a_failed_load_leaves_no_work_directory(tmp_path, capsys):
     assert not wd.exists()
 
 
+@pytest.mark.slow
 def test_a_rerun_keeps_the_training_times(tmp_path):
     cfg = smoke_config(runs=1, epochs=2)
     first = train(cfg, workdir=str(tmp_path), progress=False, log=lambda s: None)
@@ -85,6 +86,7 @@ def test_a_rerun_keeps_the_training_times(tmp_path):
     assert saved["per_seed"][0]["macro_f1"] == first["per_seed"][0]["macro_f1"]
 
 
+@pytest.mark.slow
 def test_default_workdir_names_seeds_and_epochs(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
     assert cli.main(["train", "--runs", "1", "--epochs", "1", "--no-progress"]) == 0
@@ -93,6 +95,7 @@ def test_default_workdir_names_seeds_and_epochs(tmp_path, monkeypatch, capsys):
     assert "job: 1 seeds x up to 1 epochs" in capsys.readouterr().out
 
 
+@pytest.mark.slow
 def test_selected_models_predict_what_the_run_scored(tmp_path, capsys):
     """Corrected inference is batch-independent: predicting the test graphs with the saved
     per-seed models reproduces the run's test confusion matrices."""
@@ -131,6 +134,7 @@ def test_predict_refuses_an_unfinished_run(tmp_path, capsys):
     assert "has not finished" in capsys.readouterr().err
 
 
+@pytest.mark.slow
 def test_curves_png_and_report_of_runs(tmp_path, capsys):
     a, b = tmp_path / "a", tmp_path / "b"
     for wd, seed in ((a, 0), (b, 0)):

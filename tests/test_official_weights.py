@@ -95,6 +95,7 @@ def test_npz_errors_name_the_file(tmp_path):
 
 
 @needs_golden
+@pytest.mark.slow
 def test_parts_our_config_lacks_are_accepted_only_for_optional_official_modules():
     """PROTEINS' published model builds LapPE weights with LapPE off: they are ignored."""
     g = np.load(GOLDEN.with_name("PROTEINS_class.npz"))
@@ -162,6 +163,7 @@ def test_reference_perturbation_mlp_is_frozen_weight_decay_included():
     assert np.all(np.asarray(params["encoder"]["kernel"]) < 1.0)
 
 
+@pytest.mark.slow
 def test_reference_perturbation_mlp_unchanged_by_training():
     """Through the real engine: a reference sweep never moves the perturbation MLP."""
     from uniimb_jax.config import smoke_config

@@ -99,6 +99,7 @@ def test_without_self_loops():
     assert load_dataset(smoke_config(preset="reference")).num_self_loops == 0
 
 
+@pytest.mark.slow
 def test_training_short_last_batch_repeats_its_last_graph_in_the_reference_preset():
     cfg = smoke_config(preset="reference", runs=1)
     assert cfg.batching == "official"
@@ -117,6 +118,7 @@ def test_training_short_last_batch_repeats_its_last_graph_in_the_reference_prese
     assert packed.batching == "packed"
 
 
+@pytest.mark.slow
 def test_copies_join_the_forward_pass_but_not_the_scores():
     """A batch-independent model scores the same under packed and official batching."""
     cfg = smoke_config(preset="corrected", runs=2, epochs=2)
@@ -140,6 +142,7 @@ def test_copies_join_the_forward_pass_but_not_the_scores():
     np.testing.assert_array_equal(b["test"]["confusion"], b["test_shuffled"]["confusion"])
 
 
+@pytest.mark.slow
 def test_reference_bias_update_comes_after_validation():
     cfg = smoke_config(preset="reference", runs=1, epochs=1, epochs_per_call=1,
                        early_stopping=False)
@@ -153,6 +156,7 @@ def test_reference_bias_update_comes_after_validation():
     assert np.abs(np.asarray(state.proto.bias)).max() == pytest.approx(1e-3)
 
 
+@pytest.mark.slow
 def test_every_uniimb_run_reports_three_evaluations(tmp_path):
     res = train(smoke_config(preset="reference", runs=2, epochs=2), workdir=str(tmp_path),
                 progress=False, log=lambda s: None)
@@ -248,6 +252,7 @@ def test_presets_rows_and_g2gnn():
         make_config("PROTEINS", "class", method="uniimb", preset="g2gnn")
 
 
+@pytest.mark.slow
 def test_g2gnn_gin_trains(tmp_path):
     cfg = make_config("SYNTHETIC", "class", method="gin-upsample", preset="g2gnn", runs=1,
                       epochs=2, epochs_per_call=2, synthetic_graphs=120, batch_size=16,

@@ -21,6 +21,7 @@ def _per_seed(x, shared):
 
 
 @pytest.mark.parametrize("group_size", [1, 2, 3, 5, 8])
+@pytest.mark.slow
 def test_seed_groups_compute_what_vmap_computes(group_size):
     x = jax.random.normal(jax.random.key(0), (5, 7, 4))  # [S=5, 7, 4]
     shared = jax.random.normal(jax.random.key(1), (4, 3))
@@ -45,6 +46,7 @@ def test_invalid_seeds_per_group_names_the_field(value):
         prepare_run(smoke_config(seeds_per_group=value))
 
 
+@pytest.mark.slow
 def test_grouped_training_matches_all_seeds_at_once(tmp_path):
     cfg = smoke_config(runs=3, epochs=2, seeds_per_group=0)
     whole = train(cfg, **QUIET)
@@ -59,6 +61,7 @@ def test_grouped_training_matches_all_seeds_at_once(tmp_path):
         assert b["auroc"] == pytest.approx(a["auroc"], abs=1.0)  # percent: one pair swapped
 
 
+@pytest.mark.slow
 def test_one_seed_groups_run_unbatched_and_train_what_the_vmap_trains():
     """Groups of one (the CPU default) run the epoch without vmap: the same per-seed
     computation, rounded differently by unbatched GEMMs, so the losses agree closely and
@@ -88,6 +91,7 @@ def test_the_default_group_size_follows_the_backend():
     assert resolve_seeds_per_group(0) == 0 and resolve_seeds_per_group(4) == 4
 
 
+@pytest.mark.slow
 def test_resume_may_change_the_seed_groups(tmp_path):
     cfg = smoke_config(runs=3, epochs=4, epochs_per_call=2)
     part = train(cfg, workdir=str(tmp_path), stop_after_calls=1, **QUIET)
@@ -112,6 +116,7 @@ def test_batched_seed_groups_compute_what_the_batched_function_computes(group_si
     np.testing.assert_allclose(np.asarray(got["y"]), np.asarray(want["y"]), rtol=1e-6, atol=1e-6)
 
 
+@pytest.mark.slow
 def test_a_group_whose_seeds_all_stopped_is_left_alone():
     """Seed 0 has stopped: in groups of one its group skips every epoch (state bitwise
     unchanged, no active record) while seed 1 trains as it would beside it."""

@@ -171,6 +171,7 @@ def runs(tmp_path_factory):
 
 
 # ------------------------------------------------------------------ 4 devices
+@pytest.mark.slow
 def test_padding_seed_is_dropped_and_the_same_splits_are_trained(runs):
     four, one = runs["four"]["whole"], runs["one"]["results"]
     assert four["num_devices"] == 4 and one["num_devices"] == 1
@@ -195,6 +196,7 @@ def test_padding_seed_is_dropped_and_the_same_splits_are_trained(runs):
             assert np.isfinite(a[key]) and np.isfinite(b[key]), (a["seed"], key)
 
 
+@pytest.mark.slow
 def test_state_and_seed_data_are_sharded_over_four_devices(runs):
     four = runs["four"]
     assert four["params"], "no parameter leaves"
@@ -214,6 +216,7 @@ def test_state_and_seed_data_are_sharded_over_four_devices(runs):
     assert "does not split the seed axis" in four["replicated_rejected"]
 
 
+@pytest.mark.slow
 def test_sharded_checkpoint_resumes_to_the_uninterrupted_result(runs):
     four = runs["four"]
     assert four["cut"] == {"stopped_early_at_epoch": 1}
@@ -226,6 +229,7 @@ def test_sharded_checkpoint_resumes_to_the_uninterrupted_result(runs):
         assert leaf["named"] and leaf["devices"] == 4 and leaf["shard_rows"] == [1], leaf
 
 
+@pytest.mark.slow
 def test_device_counts_beyond_the_machine_are_rejected_on_four_devices(runs):
     errors = runs["four"]["errors"]
     assert "devices=0 is out of range" in errors["0"]

@@ -15,14 +15,13 @@ from uniimb_jax.data import batching, device_batching
 from uniimb_jax.train import Sweep, prepare_run
 from uniimb_jax.train.engine import Engine
 
-DATA = "../shared/data/tu"
 
 
 @pytest.fixture(scope="module")
-def proteins():
+def proteins(tu_dir):
     cfg = make_config("PROTEINS", "class", method="uniimb", preset="reference", runs=1,
                       epochs=1000, seeds_per_group=1)
-    prep = prepare_run(cfg, data_dir=DATA, download=False)
+    prep = prepare_run(cfg, data_dir=tu_dir, download=False)
     state = jax.tree.map(lambda x: x[0], Sweep(prep).init(prep.seed_data, prep.device_data))
     return prep, state, jax.tree.map(lambda x: x[0], prep.seed_data)
 
@@ -35,6 +34,7 @@ def _first_fitting(dd, rows, n_node, n_edge):
     raise AssertionError("no batch fits the small budget")
 
 
+@pytest.mark.slow
 def test_proteins_gets_smaller_budgets_for_training_and_validation(proteins):
     prep, _, _ = proteins
     spec = prep.engine.spec
@@ -47,6 +47,7 @@ def test_proteins_gets_smaller_budgets_for_training_and_validation(proteins):
     assert spec.test_budget[0] >= spec.eval_budget[0]
 
 
+@pytest.mark.slow
 def test_a_training_step_at_the_small_budget_equals_the_full_one(proteins):
     prep, state, data = proteins
     eng, dd, spec = prep.engine, prep.device_data, prep.engine.spec
@@ -66,6 +67,7 @@ def test_a_training_step_at_the_small_budget_equals_the_full_one(proteins):
         np.testing.assert_allclose(np.asarray(a), np.asarray(b), rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.slow
 def test_validation_with_size_classes_equals_the_full_budget(proteins):
     prep, state, data = proteins
     eng, dd, spec = prep.engine, prep.device_data, prep.engine.spec
@@ -90,6 +92,7 @@ def test_small_budget_is_off_when_it_saves_little():
     assert 200 < n_node < 1024 and n_edge >= 200
 
 
+@pytest.mark.slow
 def test_seed_groups_of_one_train_with_size_classes_like_the_vmap():
     """The whole sweep with size classes (groups of one) against the vmapped sweep without:
     one epoch agrees to the rounding that discrete routing and masks amplify."""

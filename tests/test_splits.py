@@ -518,6 +518,7 @@ SLOW = pytest.mark.slow
     "name",
     ["PROTEINS", "DD", "NCI1", "REDDIT-BINARY", "IMDB-MULTI", pytest.param("COLLAB", marks=SLOW)],
 )
+@pytest.mark.slow
 def test_real_class_extreme_counts(real, name):
     ds = real(name)
     for seed in (0, 1):

@@ -168,6 +168,7 @@ def mutate_lines(data, text: bytes) -> bytes:
 
 @SETTINGS
 @given(base=st.sampled_from(sorted(BASES)), sep=st.sampled_from(["//", "/"]), data=st.data())
+@pytest.mark.slow
 def test_mutated_member_lines(base, sep, data):
     files = dict(BASES[base])
     for _ in range(data.draw(st.integers(1, 3), label="mutations")):
@@ -178,6 +179,7 @@ def test_mutated_member_lines(base, sep, data):
 
 @SETTINGS
 @given(base=st.sampled_from(sorted(BASES)), data=st.data())
+@pytest.mark.slow
 def test_swapped_and_dropped_members(base, data):
     files = dict(BASES[base])
     kinds = sorted(files)
@@ -198,6 +200,7 @@ def test_swapped_and_dropped_members(base, data):
 
 
 @pytest.mark.parametrize("base", sorted(BASES))
+@pytest.mark.slow
 def test_every_prefix_of_every_member(base):
     """Deterministic sweep: each member cut after each line (TOY) or at a few places (MUTAG)."""
     for kind, text in BASES[base].items():

@@ -123,6 +123,7 @@ def _real_params():
 
 
 @pytest.mark.parametrize("name", list(_real_params()))
+@pytest.mark.slow
 def test_official_zip(tu_dir, name):
     ds = read_tu_archive(tu_dir / f"{name}.zip")
     graphs, nodes, edges, counts, values, vocab, attr, loops, dups = REAL[name]
@@ -170,6 +171,7 @@ def _slow_parse(path: pathlib.Path, name: str) -> dict:
 
 
 @pytest.mark.parametrize("name", ["MUTAG", "PROTEINS", "IMDB-MULTI"])
+@pytest.mark.slow
 def test_matches_pure_python_parse(tu_dir, name):
     path = tu_dir / f"{name}.zip"
     ds = read_tu_archive(path)

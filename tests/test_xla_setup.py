@@ -84,6 +84,7 @@ def test_too_late_is_an_error_naming_the_flags(monkeypatch):
     assert configure_xla(deterministic=False) == []
 
 
+@pytest.mark.slow
 def test_deterministic_training_on_cpu_repeats():
     from uniimb_jax.config import smoke_config
     from uniimb_jax.train import train
