@@ -113,7 +113,6 @@ class Engine:
     def _batch(self, dd, indices):
         return device_batching.gather_batch(dd, indices, self.spec.n_node, self.spec.n_edge)
 
-
     @staticmethod
     def _rngs(key):
         k_dropout, k_perturb, k_mixup = jax.random.split(key, 3)

@@ -162,11 +162,18 @@ def _locked_train(cfg, wd, data_dir, cache_dir, download, progress, log, dataset
                                dataset=dataset, devices=devices)
             bar = (SeedEpochProgress(cfg.seeds, cfg.epochs, f"{cfg.dataset} x{cfg.runs} seeds")
                    if progress and sharding_lib.is_primary() else None)
-            sweep = Sweep(prep, on_epoch=bar.on_epoch if bar is not None else None)
+            # Every process compiles the same program (the callback included); only process
+            # 0 draws the bar.
+            hook = None if not progress else bar.on_epoch if bar is not None else _no_progress
+            sweep = Sweep(prep, on_epoch=hook)
             return _train_loop(cfg, prep, sweep, wd, ckpt, bar, log, t_start, stop_after_calls)
         finally:
             if ckpt is not None:
                 ckpt.close()
+
+
+def _no_progress(*_):
+    """The progress callback of the processes other than 0."""
 
 
 def _train_loop(cfg, prep, sweep, wd, ckpt, bar, log, t_start, stop_after_calls):

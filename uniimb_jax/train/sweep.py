@@ -25,8 +25,8 @@ class Sweep:
         # all its seeds have stopped: with groups computed one after another (the CPU), a
         # sweep's time follows the epochs its seeds actually run.
         self.run_epochs = sharding_lib.seed_jit(
-            lambda s, d, dd: eng.run_epochs_group(s, d, dd, epochs_per_call, on_epoch), (0, 0, None),
-            mesh, out=("seeds", "replicated"), donate_argnums=0, group_size=group,
+            lambda s, d, dd: eng.run_epochs_group(s, d, dd, epochs_per_call, on_epoch),
+            (0, 0, None), mesh, out=("seeds", "replicated"), donate_argnums=0, group_size=group,
             batched=True,
         )
         self.final_scores = sharding_lib.seed_jit(
