@@ -64,8 +64,8 @@ if fault.startswith("nan-seed="):
     row = int(fault.split("=")[1])
 
     class PoisonedSweep(run.Sweep):
-        def __init__(self, prep):
-            super().__init__(prep)
+        def __init__(self, prep, **kwargs):
+            super().__init__(prep, **kwargs)
             init = self.init
 
             def poisoned(seed_data, device_data):
