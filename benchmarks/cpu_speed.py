@@ -3,7 +3,8 @@
     python benchmarks/cpu_speed.py --data-dir ../shared/data/tu
 
 PROTEINS, class imbalance, extreme degree, UniImb reference preset (the published protocol's
-first cell), early stopping off so that every timed epoch is a full one. Measured in one
+first cell; ``--dataset`` times another dataset's cell), early stopping off so that every
+timed epoch is a full one (benchmarks/protocol_config.py). Measured in one
 process, one after another:
 
 * a 20-seed sweep as ``uniimb train`` runs it (``seeds_per_group`` by backend: groups of one
@@ -32,17 +33,13 @@ OFFICIAL_S_PER_SEED_EPOCH = 1.32
 TARGETS = {"20 seeds": 0.66, "1 seed": 0.88, "compile": 30.0, "protocol_h": 1.5}
 
 
-def _timed_calls(runs: int, epochs: int, data_dir, seeds_per_group) -> dict:
+def _timed_calls(dataset: str, runs: int, epochs: int, data_dir, seeds_per_group) -> dict:
     import jax
 
-    from uniimb_jax.config import make_config
+    from protocol_config import reference_config
     from uniimb_jax.train import Sweep, prepare_run
 
-    # seeds_per_group only when given, so that the same script measures older commits
-    # (PYTHONPATH=<worktree>), whose config had no by-backend default.
-    group = {} if seeds_per_group is None else {"seeds_per_group": seeds_per_group}
-    cfg = make_config("PROTEINS", "class", method="uniimb", preset="reference", runs=runs,
-                      epochs=10**6, early_stopping=False, epochs_per_call=epochs, **group)
+    cfg = reference_config(dataset, runs, epochs, seeds_per_group)
     prep = prepare_run(cfg, data_dir=data_dir, download=False)
     sweep = Sweep(prep)
     sd, dd = prep.seed_data, prep.device_data
@@ -79,6 +76,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__,
                                 formatter_class=argparse.RawDescriptionHelpFormatter)
     p.add_argument("--data-dir", default=os.environ.get("UNIIMB_DATA_DIR"))
+    p.add_argument("--dataset", default="PROTEINS",
+                   help="another TU dataset gives its per-seed-epoch time (the targets and "
+                        "the official figure are PROTEINS')")
     p.add_argument("--epochs", type=int, default=2, help="epochs per timed call")
     p.add_argument("--seeds", type=int, default=20)
     p.add_argument("--no-vmapped", action="store_true", help="skip the all-seeds-vmapped run")
@@ -90,13 +90,14 @@ def main(argv=None) -> int:
     from uniimb_jax.train.results import git_commit, machine_description
 
     t0 = time.perf_counter()
-    rows = {"sweep": _timed_calls(args.seeds, args.epochs, args.data_dir, None)}
+    d = args.dataset
+    rows = {"sweep": _timed_calls(d, args.seeds, args.epochs, args.data_dir, None)}
     if not args.no_vmapped:
-        rows["vmapped"] = _timed_calls(args.seeds, args.epochs, args.data_dir, 0)
-    rows["one seed"] = _timed_calls(1, 2 * args.epochs, args.data_dir, None)
+        rows["vmapped"] = _timed_calls(d, args.seeds, args.epochs, args.data_dir, 0)
+    rows["one seed"] = _timed_calls(d, 1, 2 * args.epochs, args.data_dir, None)
     sweep, one = rows["sweep"], rows["one seed"]
     lines = [
-        f"Machine: {machine_description()}; commit {git_commit()}; command: "
+        f"Dataset {d}. Machine: {machine_description()}; commit {git_commit()}; command: "
         f"`python benchmarks/cpu_speed.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
         "",
         "| run | seeds per group | s per seed-epoch | vs official 1.32 s | target | compile s |",

@@ -140,15 +140,10 @@ def main(argv=None) -> int:
                                f" --xla_dump_to={work}/hlo --xla_dump_hlo_as_text").strip()
     import jax
 
-    from uniimb_jax.config import make_config
+    from protocol_config import reference_config
     from uniimb_jax.train import Sweep, prepare_run
 
-    # seeds_per_group only when given: the default (by backend) lets the same script profile
-    # older commits, whose config had no such default.
-    group = {} if args.seeds_per_group is None else {"seeds_per_group": args.seeds_per_group}
-    cfg = make_config("PROTEINS", "class", method="uniimb", preset="reference",
-                      runs=args.seeds, epochs=10**6, early_stopping=False, epochs_per_call=1,
-                      **group)
+    cfg = reference_config("PROTEINS", args.seeds, 1, args.seeds_per_group)
     prep = prepare_run(cfg, data_dir=args.data_dir, download=False)
     sweep = Sweep(prep)
     sd, dd = prep.seed_data, prep.device_data

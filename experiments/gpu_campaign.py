@@ -9,8 +9,9 @@ Steps, each under what is left of ``--budget-s`` (wall clock, from the start):
    ``XLA_FLAGS``, the commit.
 2. ``bench.json``: ``benchmarks/bench.py one train`` on PROTEINS (UniImb, reference preset):
    seconds per epoch for 1 seed, 20 seeds vmapped and 20 seeds one after another, compile
-   time (at most 2 minutes); the GIN vs PyTorch Geometric comparison when
-   ``torch_geometric`` imports.
+   time (at most 2 minutes); ``benchmarks/neighbour_sum.py`` (the atomic segment sum vs
+   the scatter-free sorted sum on a PROTEINS batch, at most 1 minute); the GIN vs PyTorch
+   Geometric comparison when ``torch_geometric`` imports.
 3. The full-protocol cells of the paper's Table 2 (class) and Table 3 (topology) in priority
    order: datasets PROTEINS, NCI1, IMDB-MULTI, DD, REDDIT-BINARY, COLLAB; per dataset the
    UniImb reference preset first, then corrected, then GIN + up-sampling with G2GNN's
@@ -91,6 +92,13 @@ def _bench(args, left, log) -> dict:
         cmd += ["--data-dir", args.data_dir]
     code, out = _run(cmd, min(120.0, left()), log)
     result["uniimb"] = _result_line(out) if code == 0 else {"error": code, "tail": out[-2000:]}
+    cmd = [sys.executable, "benchmarks/neighbour_sum.py", "--dataset", dataset]
+    cmd += ["--reps", "3", "--seeds", "2"] if args.smoke else []
+    if args.data_dir:
+        cmd += ["--data-dir", args.data_dir]
+    code, out = _run(cmd, min(60.0, left()), log)
+    result["neighbour_sum"] = (_result_line(out) if code == 0
+                               else {"error": code, "tail": out[-2000:]})
     try:
         import torch_geometric  # noqa: F401
         have_pyg = True

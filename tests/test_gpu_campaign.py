@@ -31,6 +31,7 @@ def test_smoke_campaign_writes_the_archive(tmp_path):
         info = json.load(tar.extractfile("info.json"))
     assert info["jax"] and info["devices"]
     assert bench["uniimb"]["epoch_s_vmapped"] > 0
+    assert set(bench["neighbour_sum"]["ms"]) == {"segment", "chunked", "sorted"}
     done = [c for c in summary["cells"] if c["status"] == "done"]
     assert done, summary["cells"]
     for cell in done:

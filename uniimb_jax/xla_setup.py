@@ -22,8 +22,12 @@ run before that (``uniimb train`` calls it first thing).
   ``UNIIMB_NO_XLA_WORKAROUND=1`` turns it off too.
 * **Determinism** (``--deterministic``): ``--xla_gpu_deterministic_ops=true`` makes XLA:GPU
   pick deterministic kernels (scatters become sorted, non-atomic reductions), so a GPU run
-  repeats bit for bit, as a CPU run does anyway. Its cost on a GPU is not measured yet (this
-  project has not had one); on a CPU it changes nothing.
+  repeats bit for bit, as a CPU run does anyway. The models' own hot paths need no flag for
+  that: off the CPU they contain no scatter-add (neighbour sums by sort and segmented scan,
+  pooling and per-graph values by one-hot products, uniimb_jax/models/edge_sum.py and
+  encoders.py; tests/test_accelerator_paths.py), so the flag covers what XLA itself may
+  parallelise. Its cost on a GPU is not measured yet (this project has not had one); on a
+  CPU it changes nothing.
 """
 
 from __future__ import annotations

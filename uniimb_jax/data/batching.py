@@ -44,6 +44,7 @@ __all__ = [
     "BUDGET_MULTIPLE",
     "padding_budget",
     "quantile_budget",
+    "chunk_totals",
     "pack_eval",
     "make_batch",
     "epoch_batches",
@@ -133,6 +134,7 @@ def quantile_budget(
     multiple: int = BUDGET_MULTIPLE,
     num_samples: int = 2048,
     seed: int = 0,
+    totals: Optional[tuple[np.ndarray, np.ndarray]] = None,
 ) -> PaddingBudget:
     """A budget that fits a ``quantile`` of random training batches, not the worst one.
 
@@ -155,11 +157,13 @@ def quantile_budget(
       multiple: rounding of ``n_node`` and ``n_edge``.
       num_samples: sampled batches per training list.
       seed: sampling seed (the budget is a pure function of its arguments).
+      totals: the result of :func:`sampled_batch_totals` for these arguments, when the
+        caller has it already (it also sizes the small budget); sampled here otherwise.
     """
     if not 0.0 < quantile <= 1.0:
         raise ValueError(f"quantile={quantile} is out of range; expected 0 < quantile <= 1")
-    node_totals, edge_totals = sampled_batch_totals(ds, graphs_per_batch, train_indices,
-                                                    num_samples, seed)
+    node_totals, edge_totals = totals if totals is not None else sampled_batch_totals(
+        ds, graphs_per_batch, train_indices, num_samples, seed)
     nodes_q = np.quantile(node_totals, quantile, method="higher")
     edges_q = np.quantile(edge_totals, quantile, method="higher")
     all_indices = np.asarray(all_indices, np.int64)
@@ -290,6 +294,19 @@ def official_eval_batches(indices: np.ndarray, graphs_per_batch: int) -> tuple[n
     return out, np.arange(nb * b) < idx.size
 
 
+def chunk_totals(
+    ds: GraphDataset, indices: np.ndarray, graphs_per_batch: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Node and edge totals ``[nb] int64`` of the consecutive ``B``-chunks of ``indices``
+    (``[nb * B] int``; ``-1`` entries, the padding of shorter seeds' lists, count 0)."""
+    idx = np.asarray(indices, np.int64).reshape(-1, int(graphs_per_batch))
+    real = idx >= 0
+    safe = np.where(real, idx, 0)
+    nodes = np.where(real, ds.nodes_per_graph[safe], 0).sum(axis=1)
+    edges = np.where(real, ds.edges_per_graph[safe], 0).sum(axis=1)
+    return nodes.astype(np.int64), edges.astype(np.int64)
+
+
 def chunk_budget(
     ds: GraphDataset, lists: Sequence[np.ndarray], graphs_per_batch: int,
     multiple: int = BUDGET_MULTIPLE,
@@ -297,12 +314,11 @@ def chunk_budget(
     """``(n_node, n_edge)`` that fit every consecutive ``B``-chunk of every list in ``lists``
     (lists of :func:`official_eval_batches`, whose length is a multiple of ``B``), plus the
     padding node, rounded up to ``multiple``."""
-    b = int(graphs_per_batch)
     most_nodes = most_edges = 0
     for idx in lists:
-        idx = np.asarray(idx, np.int64).reshape(-1, b)
-        most_nodes = max(most_nodes, int(ds.nodes_per_graph[idx].sum(axis=1).max()))
-        most_edges = max(most_edges, int(ds.edges_per_graph[idx].sum(axis=1).max()))
+        nodes, edges = chunk_totals(ds, idx, graphs_per_batch)
+        most_nodes = max(most_nodes, int(nodes.max(initial=0)))
+        most_edges = max(most_edges, int(edges.max(initial=0)))
     return _round_up(most_nodes + 1, multiple), _round_up(most_edges, multiple)
 
 

@@ -15,6 +15,17 @@ gradient with respect to ``h`` is the same chunked sum along the reversed edges,
 with respect to the edge weights (only computed when the weights are being differentiated,
 e.g. the straight-through perturbation masks) is ``<g[receiver], h[sender]>`` per edge, also
 chunk by chunk.
+
+On accelerators the scatter-add itself is the problem: a GPU scatter-add is an atomic add
+(a compare-and-swap loop on jaxlib 0.10.2 to 0.11.0, uniimb_jax/xla_setup.py) whose order,
+hence whose rounding, changes from run to run. :func:`sorted_edge_sum` needs no scatter at
+all: the messages, put in receiver order by a stable sort, are summed by a segmented prefix
+scan (``lax.associative_scan``, sums in a fixed tree order), and every node reads its sum at
+the last edge of its segment (found by binary search); its gradient is the same sum along
+the reversed edges, which a batch already stores in sender order (sorted by its own stable
+sort, which then only confirms the order). Gathers, sorts and scans only: deterministic,
+atomics-free, about ``log2(n_edge)`` passes over the messages. :func:`edge_sum` picks it on
+every backend but the CPU, where XLA's sequential scatter is cheap and exact in edge order.
 """
 
 from __future__ import annotations
@@ -200,12 +211,94 @@ def edge_sum(
       num_edges: ``[] int`` the real edges are ``[0, num_edges)``; edges past it are skipped
         (they must carry weight 0 or be padding). ``None``: every edge, one segment sum.
       chunk: edges per loop iteration (static). A budget of fewer than ``MIN_CHUNKS``
-        chunks is summed in one segment sum.
+        chunks is summed in one segment sum. CPU only: on other backends the sum is
+        :func:`sorted_edge_sum`, over every edge (no scatter, module docstring).
 
     Returns:
       ``[n_node, D]``, the dtype of ``h``. Differentiable in ``h`` and ``weight``.
     """
+    if jax.default_backend() != "cpu":
+        return sorted_edge_sum(h, senders, receivers, weight)
     if num_edges is None or senders.shape[0] < MIN_CHUNKS * chunk:
         messages = h[senders] * weight[:, None].astype(h.dtype)
         return jax.ops.segment_sum(messages, receivers, num_segments=h.shape[0])
     return _edge_sum(h, senders, receivers, weight, jnp.asarray(num_edges, jnp.int32), chunk)
+
+
+# ------------------------------------------------------------------ accelerators: no scatter
+def _segment_sums(values: jax.Array, segment_ids: jax.Array, num_segments: int) -> jax.Array:
+    """``[num_segments, D]`` sums of ``values [E, D]`` over runs of equal sorted ``segment_ids``.
+
+    ``segment_ids [E] int32`` must be non-decreasing; ids outside ``[0, num_segments)`` are
+    summed among themselves and never read. A segmented inclusive scan (the running sum
+    restarts where the id changes) followed by a gather at each segment's last position.
+    """
+    starts = jnp.concatenate([jnp.ones((1,), bool), segment_ids[1:] != segment_ids[:-1]])
+
+    def combine(a, b):
+        (a_sum, a_start), (b_sum, b_start) = a, b
+        return jnp.where(b_start[:, None], b_sum, a_sum + b_sum), a_start | b_start
+
+    running, _ = jax.lax.associative_scan(combine, (values, starts), axis=0)
+    ids = jnp.arange(num_segments, dtype=segment_ids.dtype)
+    first = jnp.searchsorted(segment_ids, ids, side="left")
+    end = jnp.searchsorted(segment_ids, ids, side="right")
+    last = running[jnp.maximum(end - 1, 0)]
+    return jnp.where((end > first)[:, None], last, jnp.zeros_like(last))
+
+
+def _sorted_sum(h, senders, receivers, weight):
+    order = jnp.argsort(receivers, stable=True)
+    s, r, w = senders[order], receivers[order], weight[order]
+    messages = h[s] * w[:, None].astype(h.dtype)
+    return _segment_sums(messages, r, h.shape[0])
+
+
+@jax.custom_vjp
+def _sorted_edge_sum(h, senders, receivers, weight):
+    return _sorted_sum(h, senders, receivers, weight)
+
+
+def _sorted_edge_sum_fwd(h, senders, receivers, weight):
+    out = _sorted_sum(h.value, senders.value, receivers.value, weight.value)
+    # As in _edge_sum_fwd: `h` is kept only when the edge weights are differentiated.
+    return out, (senders.value, receivers.value, weight.value,
+                 h.value if weight.perturbed else None)
+
+
+def _sorted_edge_sum_bwd(res, g):
+    senders, receivers, weight, h = res
+    if isinstance(g, SymbolicZero):
+        g = jnp.zeros(g.shape, g.dtype)
+    # Transpose: the cotangent flows back along every edge, receiver to sender; gathers only.
+    # Edges whose receiver is out of range were dropped by the sum: they carry nothing back.
+    kept = (receivers >= 0) & (receivers < g.shape[0])
+    dh = _sorted_sum(g, receivers, senders, jnp.where(kept, weight, 0))
+    dw = None
+    if h is not None:
+        dots = jnp.sum(g[receivers] * h[senders], axis=-1)
+        dw = jnp.where(kept, dots, 0).astype(weight.dtype)
+    return dh, None, None, dw
+
+
+_sorted_edge_sum.defvjp(_sorted_edge_sum_fwd, _sorted_edge_sum_bwd, symbolic_zeros=True)
+
+
+def sorted_edge_sum(
+    h: jax.Array, senders: jax.Array, receivers: jax.Array, weight: jax.Array,
+) -> jax.Array:
+    """:func:`edge_sum` without a scatter: ``[n_node, D]`` sum of ``weight[e] * h[senders[e]]``
+    at ``receivers[e]``, by a stable sort and a segmented scan (module docstring).
+
+    Args:
+      h: ``[n_node, D] float`` node states.
+      senders, receivers: ``[n_edge] int32`` edge endpoints in any order; receivers outside
+        ``[0, n_node)`` are dropped, as by ``segment_sum``.
+      weight: ``[n_edge] float`` per-edge weight.
+
+    Returns:
+      ``[n_node, D]``, the dtype of ``h``; differentiable in ``h`` and ``weight``. Bitwise
+      repeatable on every backend (no atomics); equal to ``segment_sum`` up to float
+      rounding (the scan adds in tree order).
+    """
+    return _sorted_edge_sum(h, senders, receivers, weight)

@@ -29,7 +29,7 @@ import jax.numpy as jnp
 
 from uniimb_jax.errors import ConfigError
 from uniimb_jax.models.batch_norm import MaskedBatchNorm
-from uniimb_jax.models.edge_sum import edge_sum
+from uniimb_jax.models.edge_sum import edge_sum, sorted_edge_sum
 
 
 class MessageGraph(NamedTuple):
@@ -64,7 +64,11 @@ def aggregate(h: jax.Array, graph: MessageGraph) -> jax.Array:
 
 
 def weighted_in_degree(graph: MessageGraph, n_node: int) -> jax.Array:
-    """``[n_node] float32`` sum of incoming edge weights."""
+    """``[n_node] float32`` sum of incoming edge weights (no scatter off the CPU, as
+    :func:`~uniimb_jax.models.edge_sum.edge_sum`)."""
+    if jax.default_backend() != "cpu":
+        ones = jnp.ones((n_node, 1), jnp.float32)
+        return sorted_edge_sum(ones, graph.senders, graph.receivers, graph.edge_weight)[:, 0]
     return jax.ops.segment_sum(graph.edge_weight, graph.receivers, num_segments=n_node)
 
 
@@ -373,3 +377,18 @@ def one_hot_pool(h: jax.Array, node_graph: jax.Array, n_graph: int) -> jax.Array
     """:func:`sum_pool` as ``one_hot(node_graph).T @ h`` (no scatter)."""
     onehot = (node_graph[:, None] == jnp.arange(n_graph)[None, :]).astype(h.dtype)
     return jnp.einsum("ng,nd->gd", onehot, h, precision=jax.lax.Precision.HIGHEST)
+
+
+def broadcast_per_graph(values: jax.Array, row_graph: jax.Array, n_graph: int) -> jax.Array:
+    """``[R]`` per-row copy of ``values [n_graph] float``: ``values[row_graph]``.
+
+    ``row_graph [R] int32`` is every row's (node's or edge's) graph. The transpose of
+    :func:`sum_pool`, with the same backend choice: on a CPU a gather; on an accelerator a
+    one-hot contraction, because the gather's gradient (wanted where ``values`` are learned,
+    as the corrected perturbation's ratios) is a scatter-add of every row into a few graph
+    slots, the slow, non-deterministic GPU pattern. Equal values (one product by 1 per row).
+    """
+    if jax.default_backend() == "cpu":
+        return values[row_graph]
+    onehot = (row_graph[:, None] == jnp.arange(n_graph)[None, :]).astype(values.dtype)
+    return jnp.einsum("rg,g->r", onehot, values, precision=jax.lax.Precision.HIGHEST)

@@ -45,7 +45,9 @@ def masked_permutation(key: jax.Array, mask: jax.Array) -> jax.Array:
     g = mask.shape[0]
     real_first = jnp.argsort(~mask, stable=True)  # real slots in index order, then padded
     shuffled = jnp.argsort(jnp.where(mask, jax.random.uniform(key, (g,)), 2.0), stable=True)
-    return jnp.zeros((g,), jnp.int32).at[real_first].set(shuffled.astype(jnp.int32))
+    # A permutation: declared unique, the scatter needs no atomics on a GPU.
+    return jnp.zeros((g,), jnp.int32).at[real_first].set(shuffled.astype(jnp.int32),
+                                                         unique_indices=True)
 
 
 def mix_embeddings(key: jax.Array, x: jax.Array, mask: jax.Array) -> Mixed:
@@ -53,7 +55,8 @@ def mix_embeddings(key: jax.Array, x: jax.Array, mask: jax.Array) -> Mixed:
     k_lam, k_perm = jax.random.split(key)
     lam = jax.random.beta(k_lam, BETA_ALPHA, BETA_ALPHA).astype(x.dtype)
     perm = masked_permutation(k_perm, mask)
-    mixed = lam * x + (1.0 - lam) * x[perm]
+    # `perm` is a permutation: declared unique, the gather's gradient is a plain scatter.
+    mixed = lam * x + (1.0 - lam) * x.at[perm].get(unique_indices=True)
     return Mixed(
         rows=jnp.concatenate([x, mixed], axis=0),
         row_mask=jnp.concatenate([mask, mask], axis=0),

@@ -39,6 +39,7 @@ import jax.numpy as jnp
 
 from uniimb_jax.data.batch import GraphBatch
 from uniimb_jax.errors import ConfigError
+from uniimb_jax.models.encoders import broadcast_per_graph
 
 MODES = ("reference", "corrected")
 MLP_HIDDEN = 32  # reference
@@ -92,7 +93,8 @@ def rank_within_graph(
     """
     n_node = scores.shape[0]
     order = jnp.lexsort((scores, node_graph))
-    position = jnp.zeros((n_node,), jnp.int32).at[order].set(jnp.arange(n_node, dtype=jnp.int32))
+    position = jnp.zeros((n_node,), jnp.int32).at[order].set(
+        jnp.arange(n_node, dtype=jnp.int32), unique_indices=True)  # a permutation
     if counts is None:
         counts = jax.ops.segment_sum(jnp.ones((n_node,), jnp.int32), node_graph, n_graph)
     start = jnp.cumsum(counts) - counts
@@ -157,8 +159,8 @@ class GraphPerturbation(nn.Module):
             # statistics gathered on perturbed training graphs) on the scale the network was
             # trained at. Each graph's ratios depend on its own degree only, so a prediction
             # still does not depend on its batch neighbours.
-            keep_edge = (1.0 - p_drop)[batch.node_graph[g.senders]]
-            keep_node = (1.0 - r_mask)[batch.node_graph]
+            keep_edge = broadcast_per_graph(1.0 - p_drop, batch.node_graph[g.senders], n_graph)
+            keep_node = broadcast_per_graph(1.0 - r_mask, batch.node_graph, n_graph)
             return Perturbation(keep_edge * edge_real, keep_node * node_real, p_drop, r_mask)
 
         key = self.make_rng("perturb")
@@ -166,7 +168,7 @@ class GraphPerturbation(nn.Module):
         edge_graph = batch.node_graph[g.senders]
         u_edge = jax.random.uniform(k_edge, edge_real.shape)
         u_node = jax.random.uniform(k_node, node_real.shape)
-        keep_edge_prob = 1.0 - p_drop[edge_graph]
+        keep_edge_prob = 1.0 - broadcast_per_graph(p_drop, edge_graph, n_graph)
         if self.mode == "reference":
             edge_keep = (u_edge < keep_edge_prob).astype(jnp.float32)
             # Exactly floor(n_g * r_g) nodes per graph: the lowest-ranked random scores.
@@ -176,6 +178,6 @@ class GraphPerturbation(nn.Module):
             node_keep = (rank >= num_masked[batch.node_graph]).astype(jnp.float32)
         else:
             edge_keep = _straight_through(u_edge < keep_edge_prob, keep_edge_prob)
-            keep_node_prob = 1.0 - r_mask[batch.node_graph]
+            keep_node_prob = 1.0 - broadcast_per_graph(r_mask, batch.node_graph, n_graph)
             node_keep = _straight_through(u_node < keep_node_prob, keep_node_prob)
         return Perturbation(edge_keep * edge_real, node_keep * node_real, p_drop, r_mask)

@@ -207,7 +207,10 @@ def softmax_cross_entropy(
     logits = jnp.where(mask[:, None], logits, 0.0)
     safe_labels = jnp.where(mask, labels, 0)
     log_probs = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
-    ce = -jnp.take_along_axis(log_probs, safe_labels[:, None], axis=-1)[:, 0]
+    # The label's log-probability picked by a select, not a gather: the gather's gradient
+    # would be a scatter-add (atomic on a GPU); a sum of one value and zeros is exact.
+    picked = safe_labels[:, None] == jnp.arange(num_classes)
+    ce = -jnp.sum(jnp.where(picked, log_probs, 0.0), axis=-1)
     if class_weights is None:
         weights = jnp.ones_like(ce)
     else:

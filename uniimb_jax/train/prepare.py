@@ -209,8 +209,11 @@ def seed_data_from_splits(
     return data, -(-t_len // b), eval_budget
 
 
-def run_budget(ds: GraphDataset, cfg: TrainConfig, splits: list[Split]) -> batching.PaddingBudget:
-    """The one padding budget of a run (``cfg.budget``).
+def run_budget(
+    ds: GraphDataset, cfg: TrainConfig, splits: list[Split],
+) -> tuple[batching.PaddingBudget, Optional[tuple[np.ndarray, np.ndarray]]]:
+    """The padding budget of a run (``cfg.budget``) and the sampled training-batch totals it
+    was sized from (``None`` for the worst-case budget).
 
     ``"worst"`` fits any ``B`` graphs of the lists the run batches, repetitions of
     up-sampled graphs included, so no training graph is ever dropped; ``"quantile"`` fits
@@ -220,30 +223,29 @@ def run_budget(ds: GraphDataset, cfg: TrainConfig, splits: list[Split]) -> batch
     lists = [_batched_lists(s, cfg) for s in splits]
     every = np.concatenate([np.asarray(i) for parts in lists for i in parts])
     if cfg.budget == "worst":
-        return batching.padding_budget(ds, cfg.batch_size, every)
-    return batching.quantile_budget(
-        ds, cfg.batch_size, [parts[0] for parts in lists], every, quantile=cfg.budget_quantile
-    )
+        return batching.padding_budget(ds, cfg.batch_size, every), None
+    trains = [parts[0] for parts in lists]
+    totals = batching.sampled_batch_totals(ds, cfg.batch_size, trains)
+    budget = batching.quantile_budget(ds, cfg.batch_size, trains, every,
+                                      quantile=cfg.budget_quantile, totals=totals)
+    return budget, totals
 
 
 def small_budgets(
-    ds: GraphDataset, cfg: TrainConfig, splits: list[Split], seed_data: SeedData,
+    ds: GraphDataset, cfg: TrainConfig, seed_data: SeedData,
+    train_totals: Optional[tuple[np.ndarray, np.ndarray]],
     train_budget: tuple[int, int], val_budget: tuple[int, int],
 ) -> tuple[tuple[int, int], tuple[int, int]]:
     """The second, smaller budgets of training and validation batches (``(0, 0)`` = none;
-    :func:`~uniimb_jax.data.batching.small_budget`), chosen from sampled training batches
-    and from the run's actual validation batches. Only with the quantile budget: the
-    worst-case one is the unoptimised reference point of the benchmarks."""
-    if cfg.budget != "quantile":
+    :func:`~uniimb_jax.data.batching.small_budget`), chosen from the sampled training
+    batches that sized the run's budget (``train_totals``, from :func:`run_budget`) and from
+    the run's actual validation batches. Only with the quantile budget: the worst-case one
+    is the unoptimised reference point of the benchmarks."""
+    if cfg.budget != "quantile" or train_totals is None:
         return (0, 0), (0, 0)
-    nodes, edges = batching.sampled_batch_totals(
-        ds, cfg.batch_size, [_batched_lists(s, cfg)[0] for s in splits])
-    small_train = batching.small_budget(nodes, edges, train_budget)
-    val = np.asarray(seed_data.val_idx).reshape(-1, cfg.batch_size)
-    real = np.where(val >= 0, val, 0)
-    val_nodes = np.where(val >= 0, ds.nodes_per_graph[real], 0).sum(axis=1)
-    val_edges = np.where(val >= 0, ds.edges_per_graph[real], 0).sum(axis=1)
-    return small_train, batching.small_budget(val_nodes, val_edges, val_budget)
+    small_train = batching.small_budget(*train_totals, train_budget)
+    val_totals = batching.chunk_totals(ds, seed_data.val_idx, cfg.batch_size)
+    return small_train, batching.small_budget(*val_totals, val_budget)
 
 
 @dataclasses.dataclass
@@ -288,11 +290,11 @@ def prepare_run(
         for message in split.warnings:
             warnings.warn(f"seed {seed}: {message}", UserWarning, stacklevel=2)
     check_split_sizes(ds, cfg, splits)  # before the budget, which samples training batches
-    budget = run_budget(ds, cfg, splits)
+    budget, train_totals = run_budget(ds, cfg, splits)
     seed_data, num_batches, eval_budget = seed_data_from_splits(ds, cfg, splits, budget)
     feats = node_feature_dict(ds, cfg, cache_dir)
     n_node, n_edge = budget.n_node, budget.n_edge
-    small_train, small_val = small_budgets(ds, cfg, splits, seed_data, (n_node, n_edge),
+    small_train, small_val = small_budgets(ds, cfg, seed_data, train_totals, (n_node, n_edge),
                                            eval_budget[:2])
     spec = StaticSpec(
         num_classes=ds.num_classes,
