@@ -22,7 +22,8 @@ PAPER = {
 
 
 def _results(values, method, preset):
-    per_seed = [{"seed": i, "macro_f1": v, "micro_f1": v + 1, "diverged": False, "epochs_run": 30}
+    per_seed = [{"seed": i, "macro_f1": v, "micro_f1": v + 1, "diverged": False,
+                 "epochs_run": 501 + i, "best_epoch": 300 - i}
                 for i, v in enumerate(values)]
     return {
         "dataset": "PROTEINS", "method": method, "preset": preset, "runs": len(values),
@@ -54,6 +55,8 @@ def test_report_compares_with_the_paper_and_tests_paired_seeds(tmp_path):
     from scipy.stats import wilcoxon
 
     assert f"{wilcoxon(ours - base).pvalue:.2g}" in row
+    # Stopping and selected epochs: median [min–max] over the 20 seeds.
+    assert "| 510.5 [501–520] | 290.5 [281–300] |" in row
     base_row = next(l for l in text.splitlines() if "| gin-upsample-g2gnn |" in l)
     assert "65.00 ± 2.00" in base_row
     assert (tmp_path / "class" / "macro_f1.png").stat().st_size > 1000
