@@ -84,7 +84,8 @@ def _run(cmd: list[str], timeout: float, log) -> tuple[int, str]:
 
 
 def _bench(args, left, log) -> dict:
-    dataset, seeds, epochs = ("SYNTHETIC", 2, 1) if args.smoke else ("PROTEINS", 20, 2)
+    # Smoke: one seed, so that the sweep and the one-seed program are one compilation.
+    dataset, seeds, epochs = ("SYNTHETIC", 1, 1) if args.smoke else ("PROTEINS", 20, 2)
     result: dict = {}
     cmd = [sys.executable, "benchmarks/bench.py", "one", "train", "--dataset", dataset,
            "--seeds", str(seeds), "--epochs", str(epochs)]
@@ -93,7 +94,7 @@ def _bench(args, left, log) -> dict:
     code, out = _run(cmd, min(120.0, left()), log)
     result["uniimb"] = _result_line(out) if code == 0 else {"error": code, "tail": out[-2000:]}
     cmd = [sys.executable, "benchmarks/neighbour_sum.py", "--dataset", dataset]
-    cmd += ["--reps", "3", "--seeds", "2"] if args.smoke else []
+    cmd += ["--reps", "1", "--seeds", "1"] if args.smoke else []
     if args.data_dir:
         cmd += ["--data-dir", args.data_dir]
     code, out = _run(cmd, min(60.0, left()), log)
