@@ -22,8 +22,8 @@ hence whose rounding, changes from run to run. :func:`sorted_edge_sum` needs no 
 all: the messages, put in receiver order by a stable sort, are summed by a segmented prefix
 scan (``lax.associative_scan``, sums in a fixed tree order), and every node reads its sum at
 the last edge of its segment (found by binary search); its gradient is the same sum along
-the reversed edges, which a batch already stores in sender order (sorted by its own stable
-sort, which then only confirms the order). Gathers, sorts and scans only: deterministic,
+the reversed edges (sorted by sender, the order a batch stores its edges in already).
+Gathers, sorts and scans only: deterministic,
 atomics-free, about ``log2(n_edge)`` passes over the messages. :func:`edge_sum` picks it on
 every backend but the CPU, where XLA's sequential scatter is cheap and exact in edge order.
 """

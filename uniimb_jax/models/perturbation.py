@@ -168,7 +168,10 @@ class GraphPerturbation(nn.Module):
         edge_graph = batch.node_graph[g.senders]
         u_edge = jax.random.uniform(k_edge, edge_real.shape)
         u_node = jax.random.uniform(k_node, node_real.shape)
-        keep_edge_prob = 1.0 - broadcast_per_graph(p_drop, edge_graph, n_graph)
+        if self.mode == "reference":  # ratios without gradient: a gather has no transpose
+            keep_edge_prob = 1.0 - p_drop[edge_graph]
+        else:
+            keep_edge_prob = 1.0 - broadcast_per_graph(p_drop, edge_graph, n_graph)
         if self.mode == "reference":
             edge_keep = (u_edge < keep_edge_prob).astype(jnp.float32)
             # Exactly floor(n_g * r_g) nodes per graph: the lowest-ranked random scores.
