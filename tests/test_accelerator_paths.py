@@ -28,7 +28,8 @@ def _scatters(jaxpr) -> list:
 
 
 def _one_step(preset: str, with_engine: bool = False):
-    """``(train_step, state, batch, class_weights)`` of a one-seed smoke run."""
+    """``(train_step, state, batch, class_weights)`` of a one-seed smoke run (the engine
+    itself in place of its ``train_step`` with ``with_engine``)."""
     cfg = smoke_config(runs=1, epochs=2, preset=preset)
     prep = prepare_run(cfg, download=False)
     state = jax.tree.map(lambda x: x[0], Sweep(prep).init(prep.seed_data, prep.device_data))
