@@ -10,7 +10,7 @@ vmapped, milliseconds per call (median of ``--reps``):
 
 * ``segment``: one ``segment_sum`` of the gathered messages (a scatter-add over the whole
   edge budget; atomic on a GPU);
-* ``chunked``: what :func:`uniimb_jax.models.edge_sum.edge_sum` does on a CPU (chunks up to
+* ``chunked``: :func:`uniimb_jax.models.edge_sum.chunked_edge_sum`, the CPU default (chunks up to
   the last real edge; one segment sum when the budget has fewer than 4 chunks);
 * ``sorted``: :func:`uniimb_jax.models.edge_sum.sorted_edge_sum`, the accelerators' default
   (stable sort, segmented scan, no scatter).
@@ -44,16 +44,16 @@ def measure(dataset: str, data_dir, reps: int, seeds: int, width: int = 64) -> d
     import jax.numpy as jnp
     import numpy as np
 
-    from uniimb_jax.config import make_config, smoke_config
+    from protocol_config import reference_config
+    from uniimb_jax.config import smoke_config
     from uniimb_jax.data import device_batching
-    from uniimb_jax.models.edge_sum import edge_sum, sorted_edge_sum
+    from uniimb_jax.models.edge_sum import chunked_edge_sum, sorted_edge_sum
     from uniimb_jax.train import Sweep, prepare_run
 
     if dataset == "SYNTHETIC":
         cfg = smoke_config(runs=1, epochs=1)
     else:
-        cfg = make_config(dataset, "class", method="uniimb", preset="reference", runs=1,
-                          epochs=1)
+        cfg = reference_config(dataset, runs=1, epochs_per_call=1)
     prep = prepare_run(cfg, data_dir=data_dir, download=False)
     state = jax.tree.map(lambda x: x[0], Sweep(prep).init(prep.seed_data, prep.device_data))
     data = jax.tree.map(lambda x: x[0], prep.seed_data)
@@ -69,7 +69,8 @@ def measure(dataset: str, data_dir, reps: int, seeds: int, width: int = 64) -> d
 
     impls = {
         "segment": lambda h, w: jax.ops.segment_sum(h[s] * w[:, None], r, spec.n_node),
-        "chunked": lambda h, w: edge_sum(h, s, r, w, num_edges),
+        # The CPU form, called by name: `edge_sum` itself is the sorted sum off the CPU.
+        "chunked": lambda h, w: chunked_edge_sum(h, s, r, w, num_edges),
         "sorted": lambda h, w: sorted_edge_sum(h, s, r, w),
     }
     out = {"dataset": dataset, "backend": jax.default_backend(),
@@ -99,7 +100,7 @@ def main(argv=None) -> int:
     print(f"{res['dataset']} batch: {res['n_node']} nodes, {res['n_edge']} edges "
           f"({res['real_edges']} real), width {res['width']}, {res['device']}")
     print("| neighbour sum, value + gradient | 1 seed (ms) | "
-          f"{res['seeds']} seeds vmapped (ms) |\n|---|---|---|")
+          f"{res['seeds'] if res['seeds'] > 1 else 'no'} seeds vmapped (ms) |\n|---|---|---|")
     for name, t in res["ms"].items():
         a, *b = t.values()
         print(f"| {name} | {a:.2f} | {f'{b[0]:.2f}' if b else '–'} |")

@@ -202,7 +202,26 @@ def edge_sum(
     num_edges: jax.Array | None = None,
     chunk: int = DEFAULT_CHUNK,
 ) -> jax.Array:
-    """``[n_node, D]`` sum over edges ``e`` of ``weight[e] * h[senders[e]]`` at ``receivers[e]``.
+    """``[n_node, D]`` sum over edges ``e`` of ``weight[e] * h[senders[e]]`` at ``receivers[e]``,
+    in the backend's form: :func:`chunked_edge_sum` on a CPU, :func:`sorted_edge_sum` (no
+    scatter, over every edge; ``num_edges`` and ``chunk`` unused) elsewhere.
+
+    Args and returns: as :func:`chunked_edge_sum`.
+    """
+    if jax.default_backend() != "cpu":
+        return sorted_edge_sum(h, senders, receivers, weight)
+    return chunked_edge_sum(h, senders, receivers, weight, num_edges, chunk)
+
+
+def chunked_edge_sum(
+    h: jax.Array,
+    senders: jax.Array,
+    receivers: jax.Array,
+    weight: jax.Array,
+    num_edges: jax.Array | None = None,
+    chunk: int = DEFAULT_CHUNK,
+) -> jax.Array:
+    """The CPU form of :func:`edge_sum`: a segment sum, or chunks up to the last real edge.
 
     Args:
       h: ``[n_node, D] float`` node states.
@@ -211,14 +230,11 @@ def edge_sum(
       num_edges: ``[] int`` the real edges are ``[0, num_edges)``; edges past it are skipped
         (they must carry weight 0 or be padding). ``None``: every edge, one segment sum.
       chunk: edges per loop iteration (static). A budget of fewer than ``MIN_CHUNKS``
-        chunks is summed in one segment sum. CPU only: on other backends the sum is
-        :func:`sorted_edge_sum`, over every edge (no scatter, module docstring).
+        chunks is summed in one segment sum.
 
     Returns:
       ``[n_node, D]``, the dtype of ``h``. Differentiable in ``h`` and ``weight``.
     """
-    if jax.default_backend() != "cpu":
-        return sorted_edge_sum(h, senders, receivers, weight)
     if num_edges is None or senders.shape[0] < MIN_CHUNKS * chunk:
         messages = h[senders] * weight[:, None].astype(h.dtype)
         return jax.ops.segment_sum(messages, receivers, num_segments=h.shape[0])
