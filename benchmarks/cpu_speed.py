@@ -7,10 +7,13 @@ first cell; ``--dataset`` times another dataset's cell), early stopping off so t
 timed epoch is a full one (benchmarks/protocol_config.py). Measured in one
 process, one after another:
 
-* a 20-seed sweep as ``uniimb train`` runs it (``seeds_per_group`` by backend: groups of one
-  seed on a CPU): first call (compilation + ``--epochs`` epochs) and a steady call of the
-  same length; seconds per seed-epoch = steady / (epochs x seeds);
-* the same with all 20 seeds vmapped (``seeds_per_group=0``), side by side;
+* a 20-seed sweep as ``uniimb train`` runs it (devices and ``seeds_per_group`` by backend:
+  on a CPU each core a device, the seeds split over them, each device running its seeds one
+  at a time): first call (compilation + ``--epochs`` epochs) and a steady call of the same
+  length; seconds per seed-epoch = steady / (epochs x seeds);
+* the same sweep on one device (``--devices 1``: every GEMM split over the cores), side by
+  side;
+* all 20 seeds vmapped on one device (``seeds_per_group=0``);
 * one seed alone (``--runs 1``).
 
 A seed-epoch is one epoch of training plus validation, as the engine runs it. The comparison
@@ -33,14 +36,15 @@ OFFICIAL_S_PER_SEED_EPOCH = 1.32
 TARGETS = {"20 seeds": 0.66, "1 seed": 0.88, "compile": 30.0, "protocol_h": 1.5}
 
 
-def _timed_calls(dataset: str, runs: int, epochs: int, data_dir, seeds_per_group) -> dict:
+def _timed_calls(dataset: str, runs: int, epochs: int, data_dir, seeds_per_group,
+                 devices=None) -> dict:
     import jax
 
     from protocol_config import reference_config
     from uniimb_jax.train import Sweep, prepare_run
 
     cfg = reference_config(dataset, runs, epochs, seeds_per_group)
-    prep = prepare_run(cfg, data_dir=data_dir, download=False)
+    prep = prepare_run(cfg, data_dir=data_dir, download=False, devices=devices)
     sweep = Sweep(prep)
     sd, dd = prep.seed_data, prep.device_data
     state = jax.block_until_ready(sweep.init(sd, dd))
@@ -52,7 +56,9 @@ def _timed_calls(dataset: str, runs: int, epochs: int, data_dir, seeds_per_group
         times.append(time.perf_counter() - t)
     first, steady = times
     spec = prep.engine.spec
-    return {"runs": runs, "seeds_per_group": getattr(sweep, "seeds_per_group", cfg.seeds_per_group),
+    mesh = getattr(prep, "mesh", None)
+    return {"runs": runs, "devices": mesh.size if mesh is not None else 1,
+            "seeds_per_group": getattr(sweep, "seeds_per_group", cfg.seeds_per_group),
             "epochs": epochs,
             "first_call_s": first, "steady_call_s": steady, "compile_s": first - steady,
             "s_per_seed_epoch": steady / (epochs * runs),
@@ -92,24 +98,27 @@ def main(argv=None) -> int:
     t0 = time.perf_counter()
     d = args.dataset
     rows = {"sweep": _timed_calls(d, args.seeds, args.epochs, args.data_dir, None)}
+    if rows["sweep"]["devices"] > 1:
+        rows["sweep, 1 device"] = _timed_calls(d, args.seeds, args.epochs, args.data_dir, None, 1)
     if not args.no_vmapped:
-        rows["vmapped"] = _timed_calls(d, args.seeds, args.epochs, args.data_dir, 0)
+        rows["vmapped"] = _timed_calls(d, args.seeds, args.epochs, args.data_dir, 0, 1)
     rows["one seed"] = _timed_calls(d, 1, 2 * args.epochs, args.data_dir, None)
     sweep, one = rows["sweep"], rows["one seed"]
     lines = [
         f"Dataset {d}. Machine: {machine_description()}; commit {git_commit()}; command: "
         f"`python benchmarks/cpu_speed.py {' '.join(argv if argv is not None else sys.argv[1:])}`",
         "",
-        "| run | seeds per group | s per seed-epoch | vs official 1.32 s | target | compile s |",
-        "|---|---|---|---|---|---|",
+        "| run | devices | seeds per group | s per seed-epoch | vs official 1.32 s | target | compile s |",
+        "|---|---|---|---|---|---|---|",
     ]
     for name, r in rows.items():
         target = TARGETS["1 seed"] if name == "one seed" else TARGETS["20 seeds"]
         group = r["seeds_per_group"] or "all"
         lines.append(
-            f"| {name} ({r['runs']} seeds) | {group} | {r['s_per_seed_epoch']:.3f} | "
-            f"{OFFICIAL_S_PER_SEED_EPOCH / r['s_per_seed_epoch']:.2f}x | "
-            f"{'≤ %.2f' % target if name != 'vmapped' else '–'} | {r['compile_s']:.1f} |")
+            f"| {name} ({r['runs']} seeds) | {r['devices']} | {group} | "
+            f"{r['s_per_seed_epoch']:.3f} | {OFFICIAL_S_PER_SEED_EPOCH / r['s_per_seed_epoch']:.2f}x | "
+            f"{'≤ %.2f' % target if name in ('sweep', 'one seed') else '–'} | "
+            f"{r['compile_s']:.1f} |")
     lines.append("")
     lines.append(f"Budgets (n_node, n_edge): {sweep['budget']}. Compile target ≤ "
                  f"{TARGETS['compile']:.0f} s (first call minus a steady call).")

@@ -11,7 +11,14 @@ from __future__ import annotations
 import os
 import pathlib
 
+import jax
 import pytest
+
+# The suite's own process keeps one CPU device whatever the machine (prepare_run would
+# otherwise make each core a device if it ran before the first JAX work, so a test's device
+# count would depend on which tests ran first). Subprocesses (CLI, README) get the
+# default; tests/test_cpu_devices.py checks it.
+jax.config.update("jax_num_cpu_devices", 1)
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_ROOT = REPO_ROOT.parent / "shared"

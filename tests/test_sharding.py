@@ -266,11 +266,67 @@ def test_more_devices_than_available_is_rejected():
         prepare_run(smoke_config(), devices=str(n))
 
 
-def test_default_is_one_unsharded_device():
+def test_default_is_one_unsharded_device_on_one_device():
+    # This process has one CPU device (tests/conftest.py).
     assert sharding.num_devices(None) == 1
-    assert sharding.seed_mesh(None) is None
+    assert sharding.num_devices(None, runs=20) == 1
+    assert sharding.seed_mesh(None, runs=20) is None
     assert sharding.seed_mesh(" 1 ") is None
     assert sharding.num_devices("ALL") == jax.device_count()
+
+
+def test_default_on_a_cpu_is_the_largest_device_count_dividing_the_seeds(monkeypatch):
+    monkeypatch.setattr(jax, "device_count", lambda: 4)
+    assert [sharding.default_device_count(r) for r in (1, 2, 3, 4, 6, 7, 20)] == \
+        [1, 2, 3, 4, 3, 1, 4]
+    assert sharding.default_device_count(None) == 1
+    # An accelerator keeps every seed on one device unless --devices asks for more.
+    monkeypatch.setattr(jax, "default_backend", lambda: "gpu")
+    assert sharding.default_device_count(20) == 1
+
+
+# A run at the default device count (each core a device), and a run cut on one device and
+# resumed at the default: the count is an execution choice, the checkpoint carries over.
+CORES_SCRIPT = """
+import json, sys
+import jax
+from uniimb_jax.config import smoke_config
+from uniimb_jax.train.run import train
+from uniimb_jax.xla_setup import usable_cores
+w = sys.argv[1]
+cfg = {config}
+quiet = dict(progress=False, log=lambda s: None)
+whole = train(cfg, workdir=w + "/whole", **quiet)
+cut = train(cfg, workdir=w + "/cut", devices=1, stop_after_calls=1, **quiet)
+resumed = train(cfg, workdir=w + "/cut", **quiet)
+json.dump({{"cores": usable_cores(), "device_count": jax.device_count(), "whole": whole,
+           "cut": cut, "resumed": resumed,
+           "metrics": open(w + "/cut/metrics.jsonl").read().splitlines()}},
+          open(w + "/out.json", "w"))
+"""
+
+
+@pytest.mark.slow
+def test_a_cpu_run_shards_its_seeds_over_the_cores_and_resumes_across_counts(tmp_path):
+    script = tmp_path / "cores.py"
+    script.write_text(textwrap.dedent(CORES_SCRIPT.format(config=CONFIG.replace("runs=3",
+                                                                                "runs=2"))))
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("XLA_FLAGS", "UNIIMB_NO_XLA_WORKAROUND", "JAX_COORDINATOR_ADDRESS")}
+    env["JAX_PLATFORMS"] = "cpu"
+    done = subprocess.run([sys.executable, str(script), str(tmp_path)], env=env,
+                          capture_output=True, text=True, timeout=900)
+    assert done.returncode == 0, done.stderr[-6000:]
+    out = json.loads((tmp_path / "out.json").read_text())
+    expected = 2 if out["cores"] >= 2 else 1
+    assert out["device_count"] == out["cores"]
+    assert out["whole"]["num_devices"] == expected
+    assert out["cut"] == {"stopped_early_at_epoch": 1}
+    assert out["resumed"]["num_devices"] == expected
+    assert [r["epochs_run"] for r in out["resumed"]["per_seed"]] == [2, 2]
+    # Every seed-epoch once: the epoch the cut run did is not redone after the resume.
+    seen = [(json.loads(line)["seed"], json.loads(line)["epoch"]) for line in out["metrics"]]
+    assert sorted(seen) == [(0, 0), (0, 1), (1, 0), (1, 1)]
 
 
 def test_cli_rejects_bad_devices_with_a_message(tmp_path, capsys):

@@ -1,5 +1,5 @@
-"""XLA flags: the CPU reduction flag, the GPU scatter workaround on affected releases, and
---deterministic."""
+"""XLA flags: the CPU reduction flag, the CPU cores as devices, the GPU scatter workaround on
+affected releases, and --deterministic."""
 
 from __future__ import annotations
 
@@ -15,7 +15,9 @@ from uniimb_jax.xla_setup import (
     FTZ_ATOMICS,
     NO_YNN_REDUCE,
     configure_xla,
+    cpu_device_count,
     needs_scatter_workaround,
+    usable_cores,
     wants_cpu_reduce_flag,
     with_extra_option,
 )
@@ -59,6 +61,36 @@ def test_cpu_reduce_flag_is_accepted_by_this_xla():
     if wants_cpu_reduce_flag(jaxlib.__version__, ""):
         assert NO_YNN_REDUCE in out.stdout
     assert "506.0" in out.stdout
+
+
+@pytest.mark.parametrize("cores,flags,configured,count", [
+    (2, "", -1, 2), (16, "--a=1", -1, 16),
+    (1, "", -1, 0),  # one core: nothing to split
+    (8, "--xla_force_host_platform_device_count=4", -1, 0),  # the user's flag
+    (8, "", 1, 0), (8, "", 3, 0),  # the user's jax_num_cpu_devices
+])
+def test_cpu_device_count_is_the_cores_unless_the_user_chose(cores, flags, configured, count):
+    assert cpu_device_count(cores, flags, configured) == count
+
+
+def test_each_usable_core_becomes_a_cpu_device_before_the_backend_starts():
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "UNIIMB_NO_XLA_WORKAROUND")}
+    code = ("from uniimb_jax.xla_setup import configure_xla; import jax; "
+            "print(configure_xla()); print(jax.device_count(), jax.devices()[0])")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    cores = usable_cores()
+    last = out.stdout.strip().splitlines()[-1]
+    assert last.startswith(f"{cores} "), out.stdout
+    if cores > 1:
+        assert f"jax_num_cpu_devices={cores}" in out.stdout
+    # A user's own count is kept.
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=3"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip().splitlines()[-1].startswith("3 "), out.stdout
 
 
 def test_deterministic_flag_is_set_before_the_backend_starts():

@@ -119,8 +119,9 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--workdir", default=None, help="output directory (default runs/<dataset>-<imbalance>-<degree>-<method>-<preset>-<runs>seeds-<epochs>ep)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
     t.add_argument("--devices", default=None, metavar="N|all",
-                   help="shard the seeds over N devices or all of them (default 1; all when several "
-                        "processes run)")
+                   help="shard the seeds over N devices or all of them (default: on a CPU, its "
+                        "cores, as many as divide --runs, the fastest there; 1 GPU/TPU; all when "
+                        "several processes run)")
     t.add_argument("--distributed", action="store_true",
                    help="multi-host: call jax.distributed.initialize (also done when "
                         "JAX_COORDINATOR_ADDRESS is set); SLURM and Open MPI jobs are detected")

@@ -20,6 +20,15 @@ run before that (``uniimb train`` calls it first thing).
   XLA), never over a user's own ``--xla_cpu_experimental_ynn_fusion_type``, and silently
   skipped when a backend has already started (it changes speed, not results).
   ``UNIIMB_NO_XLA_WORKAROUND=1`` turns it off too.
+* **CPU cores as devices**: ``jax_num_cpu_devices = N`` (the config option behind
+  ``--xla_force_host_platform_device_count``), N the cores this process may use, so that a
+  CPU run can shard its seeds over the cores
+  (:func:`~uniimb_jax.train.sharding.default_device_count`): each device runs its own seeds,
+  the devices at the same time, instead of every small GEMM being split over all cores (a
+  20-seed PROTEINS sweep on 2 cores: 0.57-0.61 -> 0.46 s per seed-epoch, BENCHMARKS.md).
+  Set under the same conditions as the reduction flag (never over a user's own count, in
+  ``jax_num_cpu_devices`` or ``XLA_FLAGS``, only before a backend starts); it only adds CPU
+  devices, the default device stays ``cpu:0``.
 * **Determinism** (``--deterministic``): ``--xla_gpu_deterministic_ops=true`` makes XLA:GPU
   pick deterministic kernels (scatters become sorted, non-atomic reductions), so a GPU run
   repeats bit for bit, as a CPU run does anyway. The models' own hot paths need no flag for
@@ -46,6 +55,7 @@ SKIP_ENV = "UNIIMB_NO_XLA_WORKAROUND"
 YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 NO_YNN_REDUCE = YNN_FLAG + "=-reduce"
 YNN_VERSIONS = ((0, 10),)  # jaxlib (major, minor) where the flag exists and was measured
+HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"
 
 
 def _version(text: str) -> tuple[int, int, int]:
@@ -79,20 +89,45 @@ def wants_cpu_reduce_flag(jaxlib_version: str, flags: str) -> bool:
     return _version(jaxlib_version)[:2] in YNN_VERSIONS and YNN_FLAG not in flags
 
 
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask where the OS has one)."""
+    try:
+        return len(os.sched_getaffinity(0))
+    except (AttributeError, OSError):
+        return os.cpu_count() or 1
+
+
+def cpu_device_count(cores: int, flags: str, configured: int) -> int:
+    """The CPU device count to ask JAX for: ``cores`` unless the user chose a count
+    (``jax_num_cpu_devices`` set, ``configured != -1``, or the XLA flag in ``flags``); 0 =
+    leave JAX's setting alone."""
+    if configured != -1 or HOST_DEVICES_FLAG in flags or cores <= 1:
+        return 0
+    return cores
+
+
 def add_speed_flags() -> list[str]:
-    """Adds the CPU reduction flag to ``XLA_FLAGS`` where it applies and no backend has
+    """Adds the CPU reduction flag to ``XLA_FLAGS`` where it applies, and makes each usable
+    core a CPU device (``jax_num_cpu_devices``, this process only), where no backend has
     started yet (:func:`~uniimb_jax.train.prepare.prepare_run` calls it, so a script whose
-    first JAX work is a run gets it); returns what it added. Never raises: the flag changes
-    speed only."""
+    first JAX work is a run gets them); returns what it set. Never raises: these change
+    speed (and the rounding of sharded runs) only."""
+    import jax
     import jaxlib
     from jax._src import xla_bridge
 
     flags = os.environ.get("XLA_FLAGS", "")
-    if (os.environ.get(SKIP_ENV, "") not in ("", "0") or xla_bridge.backends_are_initialized()
-            or not wants_cpu_reduce_flag(jaxlib.__version__, flags)):
+    if os.environ.get(SKIP_ENV, "") not in ("", "0") or xla_bridge.backends_are_initialized():
         return []
-    os.environ["XLA_FLAGS"] = (flags + " " + NO_YNN_REDUCE).strip()
-    return [NO_YNN_REDUCE]
+    added = []
+    if wants_cpu_reduce_flag(jaxlib.__version__, flags):
+        os.environ["XLA_FLAGS"] = (flags + " " + NO_YNN_REDUCE).strip()
+        added.append(NO_YNN_REDUCE)
+    n = cpu_device_count(usable_cores(), flags, jax.config.jax_num_cpu_devices)
+    if n:
+        jax.config.update("jax_num_cpu_devices", n)
+        added.append(f"jax_num_cpu_devices={n}")
+    return added
 
 
 def configure_xla(deterministic: bool = False) -> list[str]:

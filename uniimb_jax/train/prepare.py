@@ -275,12 +275,15 @@ def prepare_run(
 ) -> PreparedRun:
     """Validates ``cfg``, loads data, draws splits and builds the engine (no compilation).
 
-    ``devices`` (``None``/1, N or ``"all"``) shards the seed axis over that many devices
-    (:mod:`uniimb_jax.train.sharding`); the dataset is then replicated on each.
+    ``devices`` (N or ``"all"``) shards the seed axis over that many devices
+    (:mod:`uniimb_jax.train.sharding`); the dataset is then replicated on each. ``None``:
+    on a CPU its cores, as many as divide ``cfg.runs``; elsewhere one device
+    (:func:`~uniimb_jax.train.sharding.default_device_count`).
     """
     validate_config(cfg)
     add_speed_flags()  # before the first backend starts, if this is the first JAX work
-    mesh = sharding_lib.seed_mesh(devices)  # checks --devices before any data is loaded
+    # Checks --devices before any data is loaded.
+    mesh = sharding_lib.seed_mesh(devices, runs=cfg.runs)
     ds = dataset if dataset is not None else load_dataset(
         cfg, data_dir=data_dir, cache_dir=cache_dir, download=download
     )

@@ -55,6 +55,7 @@ from uniimb_jax.train.workdir import (  # noqa: F401  (load_config: imported fro
     workdir_lock,
     write_json_atomic,
 )
+from uniimb_jax.xla_setup import add_speed_flags
 
 
 class _DeferredSigint:
@@ -120,14 +121,17 @@ def train(
       dataset: use this dataset instead of loading ``cfg.dataset``.
       stop_after_calls: stop (checkpointed, without results) after this many device calls;
         used by tests of resumption.
-      devices: shard the seeds over ``None``/1 (default), N or ``"all"`` devices; padding
-        seeds are dropped from the results. Resume with the same value (the checkpointed
-        state holds the padded seed count). With several processes (after
+      devices: shard the seeds over N or ``"all"`` devices; padding seeds are dropped from
+        the results. ``None``: on a CPU its cores, as many as divide the seed count (no
+        padding), elsewhere one device (:func:`~uniimb_jax.train.sharding.default_device_count`).
+        Resume with a value that gives the same padded seed count (the checkpointed state
+        holds it): any count dividing ``cfg.runs`` does. With several processes (after
         :func:`~uniimb_jax.train.sharding.initialize_distributed`) every process calls
         this; only process 0 writes files other than checkpoints.
     """
     t_start = time.perf_counter()
     validate_config(cfg)
+    add_speed_flags()  # before anything below (is_primary, the lock) starts a backend
     if cfg.deterministic:
         from jax._src import xla_bridge
 

@@ -101,13 +101,34 @@ def is_primary() -> bool:
 
 
 # ------------------------------------------------------------------------ mesh
-def num_devices(devices: DevicesArg) -> int:
+def default_device_count(runs: Optional[int] = None) -> int:
+    """The device count of ``devices=None``.
+
+    Every device when several processes run. On a CPU, the largest count of its devices
+    that divides ``runs``: :mod:`uniimb_jax.xla_setup` makes each core a device, and a sweep
+    whose seeds are split over the cores, each core running its seeds' small GEMMs alone,
+    is faster than one whose every GEMM is split over all cores (20 PROTEINS seeds on 2
+    cores: 0.57-0.61 -> 0.46 s per seed-epoch, BENCHMARKS.md); a count dividing ``runs``
+    leaves no device computing padding seeds. Elsewhere (GPU, TPU) 1: the seeds are vmapped
+    on one accelerator unless ``--devices`` asks for more.
+    """
+    if jax.process_count() > 1:
+        return jax.device_count()
+    if jax.default_backend() != "cpu" or not runs or runs < 1:
+        return 1
+    n = min(jax.device_count(), runs)
+    while runs % n:
+        n -= 1
+    return n
+
+
+def num_devices(devices: DevicesArg, runs: Optional[int] = None) -> int:
     """The device count a ``--devices`` value asks for.
 
     Args:
-      devices: ``None`` (1 device on one host; every device when several processes run),
-        ``"all"``, or a positive integer (or its decimal string) no larger than
-        ``jax.device_count()``.
+      devices: ``None`` (:func:`default_device_count` of ``runs``), ``"all"``, or a
+        positive integer (or its decimal string) no larger than ``jax.device_count()``.
+      runs: the run's seed count, for the default.
 
     Raises:
       ConfigError: naming the value and the allowed range.
@@ -115,7 +136,7 @@ def num_devices(devices: DevicesArg) -> int:
     available = jax.device_count()
     multi = jax.process_count() > 1
     if devices is None:
-        return available if multi else 1
+        return default_device_count(runs)
     if isinstance(devices, str):
         text = devices.strip().lower()
         if text == "all":
@@ -150,17 +171,17 @@ def num_devices(devices: DevicesArg) -> int:
     return n
 
 
-def seed_mesh(devices: DevicesArg = None) -> Optional[Mesh]:
-    """A 1-D mesh ``(SEED_AXIS,)`` over the first ``num_devices(devices)`` devices.
+def seed_mesh(devices: DevicesArg = None, runs: Optional[int] = None) -> Optional[Mesh]:
+    """A 1-D mesh ``(SEED_AXIS,)`` over the first ``num_devices(devices, runs)`` devices.
 
-    Returns ``None`` for a single device on a single host: the run then keeps today's
+    Returns ``None`` for a single device on a single host: the run then keeps the
     unsharded program (plain ``jit(vmap)``, arrays on the default device).
 
     The axis is ``AxisType.Auto``: shardings are set only where arrays enter and leave the
     jitted sweep (:func:`seed_jit`), and ``jax.make_mesh`` now defaults to ``Explicit`` axes
     (shardings carried in every array's type), which this code has no use for.
     """
-    n = num_devices(devices)
+    n = num_devices(devices, runs)
     if n == 1 and jax.process_count() == 1:
         return None
     return jax.make_mesh(
