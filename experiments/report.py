@@ -63,6 +63,12 @@ def _median_range(res: dict, key: str) -> str:
     return f"{np.median(values):g} [{min(values)}–{max(values)}]"
 
 
+def _device(res: dict) -> str:
+    """The machine, and the device count where the run's seeds were split over several."""
+    n = int(res.get("num_devices", 1))
+    return res["device"] + (f", {n} devices" if n > 1 else "")
+
+
 def _budget(res: dict) -> str:
     return f"{res['epochs']}"
 
@@ -74,7 +80,7 @@ def markdown(table: Table, cells: dict, paper: dict) -> str:
         "Ours: mean ± std over seeds (numpy's default std), percent, test set, model selected",
         "at the lowest validation loss. Paper: as printed (`experiments/paper_tables.json`).",
         "Δ/σ: (ours − paper mean) / paper std. p: two-sided Wilcoxon signed-rank test of "
-        f"`{table.ours}` against `{table.baseline}` over paired seeds (Macro-F1). Budget: the",
+        f"each UniImb variant against `{table.baseline}` over paired seeds (Macro-F1). Budget: the",
         "epoch budget of the run (the protocol is 1000 with early stopping window 200). Ran:",
         "epochs each seed trained before it stopped; selected: the epoch of its selected model",
         "(0-based); both median [min–max] over seeds.",
@@ -97,14 +103,15 @@ def markdown(table: Table, cells: dict, paper: dict) -> str:
             if p_f1 is not None and p_f1[1]:
                 gap = f"{(ours_f1[0] - p_f1[0]) / p_f1[1]:+.1f}"
             pval = "–"
-            if variant.name == table.ours and (dataset, table.baseline) in cells:
+            if (variant.method == "uniimb" and variant.name != table.baseline
+                    and (dataset, table.baseline) in cells):
                 p = wilcoxon_p(res, cells[(dataset, table.baseline)])
                 pval = "–" if p is None else f"{p:.2g}"
             lines.append(
                 f"| {dataset} | {variant.name} | {s['macro_f1']['n']}/{res['runs']} | "
                 f"{_fmt(ours_f1)} | {_fmt(p_f1)} | {gap} | {_fmt(ours_mi)} | {_fmt(p_mi)} | "
                 f"{pval} | {_budget(res)} | {_median_range(res, 'epochs_run')} | "
-                f"{_median_range(res, 'best_epoch')} | {res['wall_time_s']:.0f} s | {res['device']} |"
+                f"{_median_range(res, 'best_epoch')} | {res['wall_time_s']:.0f} s | {_device(res)} |"
             )
     lines += evaluation_lines(table, cells)
     commits = sorted({r["git_commit"] for r in cells.values()})

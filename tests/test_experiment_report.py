@@ -40,11 +40,15 @@ def test_report_compares_with_the_paper_and_tests_paired_seeds(tmp_path):
     rng = np.random.default_rng(0)
     base = rng.normal(50, 3, 20)
     ours = base + 10 + rng.normal(0, 1, 20)
-    for name, vals, method in (("uniimb-reference", ours, "uniimb"),
-                               ("gin-upsample-g2gnn", base, "gin-upsample")):
+    corrected = base + 2 + rng.normal(0, 3, 20)
+    for name, vals, method, devices in (("uniimb-reference", ours, "uniimb", 1),
+                                        ("uniimb-corrected", corrected, "uniimb", 2),
+                                        ("gin-upsample-g2gnn", base, "gin-upsample", 2)):
         d = tmp_path / "class" / "PROTEINS" / name
         d.mkdir(parents=True)
-        (d / "results.json").write_text(json.dumps(_results(list(vals), method, "reference")))
+        res = _results(list(vals), method, "reference")
+        res["num_devices"] = devices
+        (d / "results.json").write_text(json.dumps(res))
     paper_path = tmp_path / "paper.json"
     paper_path.write_text(json.dumps(PAPER))
     text = report.write_report("class", tmp_path, paper_path)
@@ -57,8 +61,14 @@ def test_report_compares_with_the_paper_and_tests_paired_seeds(tmp_path):
     assert f"{wilcoxon(ours - base).pvalue:.2g}" in row
     # Stopping and selected epochs: median [min–max] over the 20 seeds.
     assert "| 510.5 [501–520] | 290.5 [281–300] |" in row
+    assert row.endswith("| cpu: test |")
+    # Every UniImb variant is tested against the baseline; the device count shows when > 1.
+    corrected_row = next(l for l in text.splitlines() if "| uniimb-corrected |" in l)
+    assert f"{wilcoxon(corrected - base).pvalue:.2g}" in corrected_row
+    assert corrected_row.endswith("| cpu: test, 2 devices |")
     base_row = next(l for l in text.splitlines() if "| gin-upsample-g2gnn |" in l)
     assert "65.00 ± 2.00" in base_row
+    assert "| – | 50 |" in base_row  # no p-value for the baseline itself
     assert (tmp_path / "class" / "macro_f1.png").stat().st_size > 1000
 
 

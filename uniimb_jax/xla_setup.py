@@ -25,7 +25,7 @@ run before that (``uniimb train`` calls it first thing).
   CPU run can shard its seeds over the cores
   (:func:`~uniimb_jax.train.sharding.default_device_count`): each device runs its own seeds,
   the devices at the same time, instead of every small GEMM being split over all cores (a
-  20-seed PROTEINS sweep on 2 cores: 0.57-0.61 -> 0.46 s per seed-epoch, BENCHMARKS.md).
+  20-seed PROTEINS sweep on 2 cores: 0.62-0.64 -> 0.46-0.49 s per seed-epoch, BENCHMARKS.md).
   Set under the same conditions as the reduction flag (never over a user's own count, in
   ``jax_num_cpu_devices`` or ``XLA_FLAGS``, only before a backend starts); it only adds CPU
   devices, the default device stays ``cpu:0``.

@@ -108,7 +108,7 @@ def default_device_count(runs: Optional[int] = None) -> int:
     that divides ``runs``: :mod:`uniimb_jax.xla_setup` makes each core a device, and a sweep
     whose seeds are split over the cores, each core running its seeds' small GEMMs alone,
     is faster than one whose every GEMM is split over all cores (20 PROTEINS seeds on 2
-    cores: 0.57-0.61 -> 0.46 s per seed-epoch, BENCHMARKS.md); a count dividing ``runs``
+    cores: 0.62-0.64 -> 0.46-0.49 s per seed-epoch, BENCHMARKS.md); a count dividing ``runs``
     leaves no device computing padding seeds. Elsewhere (GPU, TPU) 1: the seeds are vmapped
     on one accelerator unless ``--devices`` asks for more.
     """
