@@ -406,6 +406,10 @@ class Engine:
                 return expand(self.epoch(squeeze(s), squeeze(d), dd_, size_classes=True))
         else:
             per_seed = jax.vmap(self.epoch, in_axes=(0, 0, None))
+        # Jitted so that it is traced once: the skip branch's record shapes below and the
+        # cond then reuse that trace (tracing an epoch is most of the sweep's ~6 s of tracing;
+        # XLA inlines the nested call, so the compiled program is the same).
+        per_seed = jax.jit(per_seed)
         record_shapes = jax.eval_shape(per_seed, states, data, dd)[1]
 
         def body(st, _):
