@@ -407,8 +407,8 @@ class Engine:
         else:
             per_seed = jax.vmap(self.epoch, in_axes=(0, 0, None))
         # Jitted so that it is traced once: the skip branch's record shapes below and the
-        # cond then reuse that trace (tracing an epoch is most of the sweep's ~6 s of tracing;
-        # XLA inlines the nested call, so the compiled program is the same).
+        # cond reuse that trace (an epoch's trace is most of the sweep's tracing time). XLA
+        # inlines the nested call; results are bitwise those of tracing it twice.
         per_seed = jax.jit(per_seed)
         record_shapes = jax.eval_shape(per_seed, states, data, dd)[1]
 
