@@ -17,7 +17,7 @@ import pytest
 # The suite's own process keeps one CPU device whatever the machine (prepare_run would
 # otherwise make each core a device if it ran before the first JAX work, so a test's device
 # count would depend on which tests ran first). Subprocesses (CLI, README) get the
-# default; tests/test_cpu_devices.py checks it.
+# default, which tests/test_xla_setup.py and tests/test_sharding.py check.
 jax.config.update("jax_num_cpu_devices", 1)
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
