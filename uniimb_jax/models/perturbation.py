@@ -168,18 +168,16 @@ class GraphPerturbation(nn.Module):
         edge_graph = batch.node_graph[g.senders]
         u_edge = jax.random.uniform(k_edge, edge_real.shape)
         u_node = jax.random.uniform(k_node, node_real.shape)
-        if self.mode == "reference":  # ratios without gradient: a gather has no transpose
-            keep_edge_prob = 1.0 - p_drop[edge_graph]
-        else:
-            keep_edge_prob = 1.0 - broadcast_per_graph(p_drop, edge_graph, n_graph)
         if self.mode == "reference":
-            edge_keep = (u_edge < keep_edge_prob).astype(jnp.float32)
+            # Ratios without gradient: a gather, whose transpose is never needed.
+            edge_keep = (u_edge < 1.0 - p_drop[edge_graph]).astype(jnp.float32)
             # Exactly floor(n_g * r_g) nodes per graph: the lowest-ranked random scores.
             n_nodes, _ = real_graph_sizes(batch)
             num_masked = jnp.floor(n_nodes.astype(jnp.float32) * r_mask).astype(jnp.int32)
             rank = rank_within_graph(u_node, batch.node_graph, n_graph, counts=g.n_node)
             node_keep = (rank >= num_masked[batch.node_graph]).astype(jnp.float32)
         else:
+            keep_edge_prob = 1.0 - broadcast_per_graph(p_drop, edge_graph, n_graph)
             edge_keep = _straight_through(u_edge < keep_edge_prob, keep_edge_prob)
             keep_node_prob = 1.0 - broadcast_per_graph(r_mask, batch.node_graph, n_graph)
             node_keep = _straight_through(u_node < keep_node_prob, keep_node_prob)
