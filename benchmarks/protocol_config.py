@@ -13,11 +13,12 @@ from typing import Optional
 
 
 def reference_config(dataset: str, runs: int, epochs_per_call: int,
-                     seeds_per_group: Optional[int] = None):
-    """A :class:`~uniimb_jax.config.TrainConfig` of ``runs`` seeds and an unbounded budget."""
+                     seeds_per_group: Optional[int] = None, preset: str = "reference"):
+    """A :class:`~uniimb_jax.config.TrainConfig` of ``runs`` seeds and an unbounded budget
+    (``preset``: ``"corrected"`` times the corrected preset's cell instead)."""
     from uniimb_jax.config import make_config
 
     group = {} if seeds_per_group is None else {"seeds_per_group": seeds_per_group}
-    return make_config(dataset, "class", method="uniimb", preset="reference", runs=runs,
+    return make_config(dataset, "class", method="uniimb", preset=preset, runs=runs,
                        epochs=10**6, early_stopping=False, epochs_per_call=epochs_per_call,
                        **group)

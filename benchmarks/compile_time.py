@@ -1,0 +1,117 @@
+"""Where the first call of a sweep spends its compilation time::
+
+    python benchmarks/compile_time.py --data-dir ../shared/data/tu            # default devices
+    python benchmarks/compile_time.py --data-dir ../shared/data/tu --devices 1
+    python benchmarks/compile_time.py --data-dir ../shared/data/tu --passes   # + XLA passes
+
+The sweep of ``cpu_speed.py`` (PROTEINS, class imbalance, reference preset, 20 seeds;
+benchmarks/protocol_config.py) runs one call of one epoch; JAX's own compile events
+(``jax.monitoring``) split that call's compilation into tracing (Python to jaxpr), lowering
+(jaxpr to StableHLO) and XLA's backend compile. ``--passes`` reruns it with XLA's pass timer
+on (``TF_CPP_VMODULE=hlo_pass_pipeline=1``) and prints the HLO passes that took longest,
+summed over the run's programs. The init program (compiled before the timed call) is not
+counted, as in ``cpu_speed.py``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import collections
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+
+_EVENTS = {
+    "/jax/core/compile/jaxpr_trace_duration": "trace",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration": "lower",
+    "/jax/core/compile/backend_compile_duration": "xla",
+}
+# One line of XLA's pass timer: "HLO pass: <name> time: <value> <unit> (...)".
+_PASS_LINE = re.compile(r"HLO pass: (.+?) time: ([0-9.]+) (s|ms|us) ")
+_UNIT_S = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
+
+
+def first_call(dataset: str, runs: int, data_dir, devices) -> dict:
+    """Seconds of one first sweep call (one epoch), split by JAX's compile events."""
+    from uniimb_jax.xla_setup import add_speed_flags
+
+    add_speed_flags()
+    import jax
+
+    totals = collections.defaultdict(float)
+
+    def listener(name, duration, **_):
+        if name in _EVENTS:
+            totals[_EVENTS[name]] += duration
+
+    from protocol_config import reference_config
+    from uniimb_jax.train import Sweep, prepare_run
+
+    cfg = reference_config(dataset, runs, 1)
+    prep = prepare_run(cfg, data_dir=data_dir, download=False, devices=devices)
+    sweep = Sweep(prep)
+    sd, dd = prep.seed_data, prep.device_data
+    state = jax.block_until_ready(sweep.init(sd, dd))
+    jax.monitoring.register_event_duration_secs_listener(listener)
+    t = time.perf_counter()
+    state, _ = sweep.run_epochs(state, sd, dd)
+    jax.block_until_ready(state)
+    mesh = getattr(prep, "mesh", None)
+    return {"dataset": dataset, "runs": runs, "devices": mesh.size if mesh is not None else 1,
+            "first_call_s": time.perf_counter() - t,
+            **{k: totals.get(k, 0.0) for k in _EVENTS.values()}}
+
+
+def pass_times(log: str) -> dict[str, float]:
+    """Seconds per XLA pass name, summed over the log's pass-timer lines."""
+    out: dict[str, float] = collections.defaultdict(float)
+    for name, value, unit in _PASS_LINE.findall(log):
+        out[name.strip()] += float(value) * _UNIT_S[unit]
+    return dict(out)
+
+
+def main(argv=None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--dataset", default="PROTEINS")
+    p.add_argument("--runs", type=int, default=20)
+    p.add_argument("--devices", type=int, default=None, help="default: as `uniimb train`")
+    p.add_argument("--data-dir", default=None)
+    p.add_argument("--passes", action="store_true", help="also XLA's slowest HLO passes")
+    p.add_argument("--top", type=int, default=12)
+    p.add_argument("--json", action="store_true", help="(internal) print the result as JSON")
+    args = p.parse_args(argv)
+
+    if args.passes:
+        cmd = [sys.executable, __file__, "--dataset", args.dataset, "--runs", str(args.runs),
+               "--json"] + (["--data-dir", args.data_dir] if args.data_dir else []) + (
+               ["--devices", str(args.devices)] if args.devices else [])
+        env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0", TF_CPP_VMODULE="hlo_pass_pipeline=1")
+        out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+        if out.returncode != 0:
+            sys.stderr.write(out.stderr[-3000:])
+            return out.returncode
+        res = json.loads(out.stdout.strip().splitlines()[-1])
+        passes = sorted(pass_times(out.stderr).items(), key=lambda kv: -kv[1])
+    else:
+        res = first_call(args.dataset, args.runs, args.data_dir, args.devices)
+        passes = []
+    if args.json:
+        print(json.dumps(res))
+        return 0
+    print(f"{res['dataset']}, {res['runs']} seeds, {res['devices']} device(s): first call "
+          f"(1 epoch) {res['first_call_s']:.1f} s; tracing {res['trace']:.1f} s, lowering "
+          f"{res['lower']:.1f} s, XLA compile {res['xla']:.1f} s")
+    if passes:
+        total = sum(s for _, s in passes)
+        print(f"XLA HLO passes: {total:.1f} s in all (the pass timer slows them); slowest:")
+        for name, s in passes[: args.top]:
+            print(f"  {s:6.2f} s  {name}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+    sys.exit(main())
