@@ -9,8 +9,9 @@ benchmarks/protocol_config.py) runs one call of one epoch; JAX's own compile eve
 (``jax.monitoring``) split that call's compilation into tracing (Python to jaxpr), lowering
 (jaxpr to StableHLO) and XLA's backend compile. ``--passes`` reruns it with XLA's pass timer
 on (``TF_CPP_VMODULE=hlo_pass_pipeline=1``) and prints the HLO passes that took longest,
-summed over the run's programs. The init program (compiled before the timed call) is not
-counted, as in ``cpu_speed.py``.
+summed over every program the process compiled (the init program's too). The first-call
+figures leave the init program out (it is compiled before the timed call), as
+``cpu_speed.py`` does.
 """
 
 from __future__ import annotations
@@ -106,7 +107,8 @@ def main(argv=None) -> int:
           f"{res['lower']:.1f} s, XLA compile {res['xla']:.1f} s")
     if passes:
         total = sum(s for _, s in passes)
-        print(f"XLA HLO passes: {total:.1f} s in all (the pass timer slows them); slowest:")
+        print(f"XLA HLO passes: {total:.1f} s over every program the process compiled (the init "
+              f"program too; the pass timer slows them); slowest:")
         for name, s in passes[: args.top]:
             print(f"  {s:6.2f} s  {name}")
     return 0
