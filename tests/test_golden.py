@@ -141,7 +141,11 @@ def test_golden_logits(golden):
 
 def test_golden_graph_embeddings_routing_and_usage(golden):
     path, g, cfg, meta, batch, n, b, logits, aux, inter = golden
-    _close(inter["graph_emb"][0][:b], g["inter/graph_emb"], "graph embeddings")
+    # Sum-pooled over nodes: entries reach the hundreds on PROTEINS, where float32 rounding
+    # that differs between CPUs (AVX-512 vs AVX2 GEMM blocking) exceeds a fixed 1e-4 (seen:
+    # 1.07e-4 at |x| = 237 on a Xeon); relative to size, as the node-level checks.
+    scale = max(1.0, float(np.abs(g["inter/graph_emb"]).max()))
+    _close(inter["graph_emb"][0][:b], g["inter/graph_emb"], "graph embeddings", atol=ATOL * scale)
     routing = inter["dbp"]["routing"]
     _close(routing["attn"][0][:b], g["inter/balopt/attn"], "routing scores")
     # Top-K2 prototypes per (graph, head) in descending-score order, as torch.topk returns them.
