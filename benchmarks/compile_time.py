@@ -48,20 +48,14 @@ def first_call(dataset: str, runs: int, data_dir, devices) -> dict:
         if name in _EVENTS:
             totals[_EVENTS[name]] += duration
 
-    from protocol_config import reference_config
-    from uniimb_jax.train import Sweep, prepare_run
+    from protocol_config import device_count, protocol_sweep
 
-    cfg = reference_config(dataset, runs, 1)
-    prep = prepare_run(cfg, data_dir=data_dir, download=False, devices=devices)
-    sweep = Sweep(prep)
-    sd, dd = prep.seed_data, prep.device_data
-    state = jax.block_until_ready(sweep.init(sd, dd))
+    prep, sweep, state = protocol_sweep(dataset, runs, 1, data_dir, devices=devices)
     jax.monitoring.register_event_duration_secs_listener(listener)
     t = time.perf_counter()
-    state, _ = sweep.run_epochs(state, sd, dd)
+    state, _ = sweep.run_epochs(state, prep.seed_data, prep.device_data)
     jax.block_until_ready(state)
-    mesh = getattr(prep, "mesh", None)
-    return {"dataset": dataset, "runs": runs, "devices": mesh.size if mesh is not None else 1,
+    return {"dataset": dataset, "runs": runs, "devices": device_count(prep),
             "first_call_s": time.perf_counter() - t,
             **{k: totals.get(k, 0.0) for k in _EVENTS.values()}}
 

@@ -41,14 +41,11 @@ def _timed_calls(dataset: str, runs: int, epochs: int, data_dir, seeds_per_group
                  devices=None, preset: str = "reference") -> dict:
     import jax
 
-    from protocol_config import reference_config
-    from uniimb_jax.train import Sweep, prepare_run
+    from protocol_config import device_count, protocol_sweep
 
-    cfg = reference_config(dataset, runs, epochs, seeds_per_group, preset)
-    prep = prepare_run(cfg, data_dir=data_dir, download=False, devices=devices)
-    sweep = Sweep(prep)
-    sd, dd = prep.seed_data, prep.device_data
-    state = jax.block_until_ready(sweep.init(sd, dd))
+    prep, sweep, state = protocol_sweep(dataset, runs, epochs, data_dir, seeds_per_group,
+                                        devices, preset)
+    cfg, sd, dd = prep.cfg, prep.seed_data, prep.device_data
     times = []
     for _ in range(2):
         t = time.perf_counter()
@@ -57,8 +54,7 @@ def _timed_calls(dataset: str, runs: int, epochs: int, data_dir, seeds_per_group
         times.append(time.perf_counter() - t)
     first, steady = times
     spec = prep.engine.spec
-    mesh = getattr(prep, "mesh", None)
-    return {"runs": runs, "devices": mesh.size if mesh is not None else 1,
+    return {"runs": runs, "devices": device_count(prep),
             "seeds_per_group": getattr(sweep, "seeds_per_group", cfg.seeds_per_group),
             "epochs": epochs,
             "first_call_s": first, "steady_call_s": steady, "compile_s": first - steady,
@@ -107,9 +103,10 @@ def main(argv=None) -> int:
     rows = {"sweep": _timed_calls(d, args.seeds, args.epochs, args.data_dir, None, preset=pr)}
     if rows["sweep"]["devices"] > 1 and not args.sweep_only:
         rows["sweep, 1 device"] = _timed_calls(d, args.seeds, args.epochs, args.data_dir, None,
-                                               1, pr)
+                                               devices=1, preset=pr)
     if not (args.no_vmapped or args.sweep_only):
-        rows["vmapped"] = _timed_calls(d, args.seeds, args.epochs, args.data_dir, 0, 1, pr)
+        rows["vmapped"] = _timed_calls(d, args.seeds, args.epochs, args.data_dir, 0,
+                                       devices=1, preset=pr)
     if not args.sweep_only:
         rows["one seed"] = _timed_calls(d, 1, 2 * args.epochs, args.data_dir, None, preset=pr)
     sweep = rows["sweep"]

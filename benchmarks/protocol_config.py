@@ -22,3 +22,25 @@ def reference_config(dataset: str, runs: int, epochs_per_call: int,
     return make_config(dataset, "class", method="uniimb", preset=preset, runs=runs,
                        epochs=10**6, early_stopping=False, epochs_per_call=epochs_per_call,
                        **group)
+
+
+def protocol_sweep(dataset: str, runs: int, epochs_per_call: int, data_dir,
+                   seeds_per_group: Optional[int] = None, devices: Optional[int] = None,
+                   preset: str = "reference"):
+    """``(prep, sweep, state)`` of :func:`reference_config`'s run, prepared from local data
+    and initialised (the init program compiled and run, outside any timed call)."""
+    import jax
+
+    from uniimb_jax.train import Sweep, prepare_run
+
+    cfg = reference_config(dataset, runs, epochs_per_call, seeds_per_group, preset)
+    prep = prepare_run(cfg, data_dir=data_dir, download=False, devices=devices)
+    sweep = Sweep(prep)
+    state = jax.block_until_ready(sweep.init(prep.seed_data, prep.device_data))
+    return prep, sweep, state
+
+
+def device_count(prep) -> int:
+    """Devices the prepared run's seeds are sharded over (1 without a mesh)."""
+    mesh = getattr(prep, "mesh", None)
+    return mesh.size if mesh is not None else 1
