@@ -3,6 +3,7 @@
     python benchmarks/compile_time.py --data-dir ../shared/data/tu            # default devices
     python benchmarks/compile_time.py --data-dir ../shared/data/tu --devices 1
     python benchmarks/compile_time.py --data-dir ../shared/data/tu --passes   # + XLA passes
+    python benchmarks/compile_time.py --data-dir ../shared/data/tu --warm     # + from the cache
 
 The sweep of ``cpu_speed.py`` (PROTEINS, class imbalance, reference preset, 20 seeds;
 benchmarks/protocol_config.py) runs one call of one epoch; JAX's own compile events
@@ -11,7 +12,9 @@ benchmarks/protocol_config.py) runs one call of one epoch; JAX's own compile eve
 on (``TF_CPP_VMODULE=hlo_pass_pipeline=1``) and prints the HLO passes that took longest,
 summed over every program the process compiled (the init program's too). The first-call
 figures leave the init program out (it is compiled before the timed call), as
-``cpu_speed.py`` does.
+``cpu_speed.py`` does. ``--warm`` runs the first call twice, in two fresh processes sharing
+an empty persistent compilation cache (uniimb_jax/compile_cache.py, as ``uniimb train``
+uses it): the second one's "XLA compile" is loading the cached program.
 """
 
 from __future__ import annotations
@@ -23,6 +26,7 @@ import os
 import re
 import subprocess
 import sys
+import tempfile
 import time
 
 _EVENTS = {
@@ -35,12 +39,18 @@ _PASS_LINE = re.compile(r"HLO pass: (.+?) time: ([0-9.]+) (s|ms|us) ")
 _UNIT_S = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
 
 
-def first_call(dataset: str, runs: int, data_dir, devices) -> dict:
-    """Seconds of one first sweep call (one epoch), split by JAX's compile events."""
+def first_call(dataset: str, runs: int, data_dir, devices, compile_cache=None) -> dict:
+    """Seconds of one first sweep call (one epoch), split by JAX's compile events;
+    ``compile_cache``: a persistent compilation cache folder to use."""
     from uniimb_jax.xla_setup import add_speed_flags
 
     add_speed_flags()
     import jax
+
+    if compile_cache is not None:
+        from uniimb_jax.compile_cache import enable_compile_cache
+
+        enable_compile_cache(compile_cache)
 
     totals = collections.defaultdict(float)
 
@@ -48,15 +58,21 @@ def first_call(dataset: str, runs: int, data_dir, devices) -> dict:
         if name in _EVENTS:
             totals[_EVENTS[name]] += duration
 
+    def counter(name, **_):
+        if name == "/jax/compilation_cache/cache_hits":
+            totals["cache_hits"] += 1
+
     from protocol_config import device_count, protocol_sweep
 
     prep, sweep, state = protocol_sweep(dataset, runs, 1, data_dir, devices=devices)
     jax.monitoring.register_event_duration_secs_listener(listener)
+    jax.monitoring.register_event_listener(counter)
     t = time.perf_counter()
     state, _ = sweep.run_epochs(state, prep.seed_data, prep.device_data)
     jax.block_until_ready(state)
     return {"dataset": dataset, "runs": runs, "devices": device_count(prep),
             "first_call_s": time.perf_counter() - t,
+            "cache_hits": int(totals.get("cache_hits", 0)),
             **{k: totals.get(k, 0.0) for k in _EVENTS.values()}}
 
 
@@ -68,6 +84,26 @@ def pass_times(log: str) -> dict[str, float]:
     return dict(out)
 
 
+def _child(args, env=None, extra=()) -> dict:
+    """:func:`first_call` in a fresh process (its own backend, XLA flags and cache)."""
+    cmd = [sys.executable, __file__, "--dataset", args.dataset, "--runs", str(args.runs),
+           "--json", *extra] + (["--data-dir", args.data_dir] if args.data_dir else []) + (
+           ["--devices", str(args.devices)] if args.devices else [])
+    out = subprocess.run(cmd, env=env, capture_output=True, text=True)
+    if out.returncode != 0:
+        sys.stderr.write(out.stderr[-3000:])
+        raise SystemExit(out.returncode)
+    res = json.loads(out.stdout.strip().splitlines()[-1])
+    res["stderr"] = out.stderr
+    return res
+
+
+def _line(res: dict, label: str = "") -> str:
+    return (f"{res['dataset']}, {res['runs']} seeds, {res['devices']} device(s){label}: first "
+            f"call (1 epoch) {res['first_call_s']:.1f} s; tracing {res['trace']:.1f} s, lowering "
+            f"{res['lower']:.1f} s, XLA compile {res['xla']:.1f} s")
+
+
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument("--dataset", default="PROTEINS")
@@ -75,30 +111,33 @@ def main(argv=None) -> int:
     p.add_argument("--devices", type=int, default=None, help="default: as `uniimb train`")
     p.add_argument("--data-dir", default=None)
     p.add_argument("--passes", action="store_true", help="also XLA's slowest HLO passes")
+    p.add_argument("--warm", action="store_true",
+                   help="also the first call of a second process, from the compilation cache")
     p.add_argument("--top", type=int, default=12)
     p.add_argument("--json", action="store_true", help="(internal) print the result as JSON")
+    p.add_argument("--compile-cache", default=None, help="(internal) cache folder to use")
     args = p.parse_args(argv)
 
+    if args.json:
+        res = first_call(args.dataset, args.runs, args.data_dir, args.devices,
+                         args.compile_cache)
+        print(json.dumps(res))
+        return 0
+    if args.warm:
+        with tempfile.TemporaryDirectory() as cache:
+            cold = _child(args, extra=("--compile-cache", cache))
+            warm = _child(args, extra=("--compile-cache", cache))
+        print(_line(cold, ", empty cache"))
+        print(_line(warm, f", from the cache ({warm['cache_hits']} cache hits)"))
+        return 0
     if args.passes:
-        cmd = [sys.executable, __file__, "--dataset", args.dataset, "--runs", str(args.runs),
-               "--json"] + (["--data-dir", args.data_dir] if args.data_dir else []) + (
-               ["--devices", str(args.devices)] if args.devices else [])
         env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="0", TF_CPP_VMODULE="hlo_pass_pipeline=1")
-        out = subprocess.run(cmd, env=env, capture_output=True, text=True)
-        if out.returncode != 0:
-            sys.stderr.write(out.stderr[-3000:])
-            return out.returncode
-        res = json.loads(out.stdout.strip().splitlines()[-1])
-        passes = sorted(pass_times(out.stderr).items(), key=lambda kv: -kv[1])
+        res = _child(args, env=env)
+        passes = sorted(pass_times(res["stderr"]).items(), key=lambda kv: -kv[1])
     else:
         res = first_call(args.dataset, args.runs, args.data_dir, args.devices)
         passes = []
-    if args.json:
-        print(json.dumps(res))
-        return 0
-    print(f"{res['dataset']}, {res['runs']} seeds, {res['devices']} device(s): first call "
-          f"(1 epoch) {res['first_call_s']:.1f} s; tracing {res['trace']:.1f} s, lowering "
-          f"{res['lower']:.1f} s, XLA compile {res['xla']:.1f} s")
+    print(_line(res))
     if passes:
         total = sum(s for _, s in passes)
         print(f"XLA HLO passes: {total:.1f} s over every program the process compiled (the init "

@@ -26,6 +26,7 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 from tables import TABLES  # noqa: E402
 
+from uniimb_jax.compile_cache import enable_compile_cache  # noqa: E402
 from uniimb_jax.config import make_config  # noqa: E402
 from uniimb_jax.errors import UniImbError  # noqa: E402
 from uniimb_jax.train.run import train  # noqa: E402
@@ -51,6 +52,8 @@ def main(argv=None) -> int:
     p.add_argument("--results-dir", default=str(RESULTS))
     args = p.parse_args(argv)
 
+    # A resumed cell loads its compiled programs instead of compiling them again.
+    enable_compile_cache(args.cache_dir)
     table = TABLES[args.table]
     datasets = args.datasets or list(table.datasets)
     variants = [v for v in table.variants if not args.variants or v.name in args.variants]

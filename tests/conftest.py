@@ -19,6 +19,10 @@ import pytest
 # count would depend on which tests ran first). Subprocesses (CLI, README) get the
 # default, which tests/test_xla_setup.py and tests/test_sharding.py check.
 jax.config.update("jax_num_cpu_devices", 1)
+# Nor does it keep compiled programs on disk (the CLI, called in-process by some tests, would
+# otherwise turn JAX's persistent cache on for the rest of the session, depending on test
+# order). Subprocesses (CLI, README) do use it, in their temporary UNIIMB_CACHE_DIR.
+jax.config.update("jax_enable_compilation_cache", False)
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_ROOT = REPO_ROOT.parent / "shared"

@@ -186,6 +186,14 @@ def _load(name: str, args) -> "object":
     return load_tu_dataset(name, data_dir=args.data_dir, cache_dir=args.cache_dir, download=not args.offline)
 
 
+def _compile_cache(args):
+    """Compiled programs on disk, before the command's first JAX computation
+    (uniimb_jax/compile_cache.py); returns their folder or None."""
+    from uniimb_jax.compile_cache import enable_compile_cache
+
+    return enable_compile_cache(args.cache_dir)
+
+
 def cmd_train(args) -> int:
     from uniimb_jax.train.sharding import initialize_distributed
     from uniimb_jax.xla_setup import configure_xla
@@ -197,6 +205,10 @@ def cmd_train(args) -> int:
     # Before anything touches a JAX backend (jax.distributed.initialize requires it).
     initialize_distributed(args.distributed, num_processes=args.num_processes,
                            process_id=args.process_id)
+    cached = _compile_cache(args)
+    if cached is not None:
+        print(f"uniimb train: compiled programs cached in {cached} (a rerun or resume loads "
+              "them; UNIIMB_NO_COMPILE_CACHE=1 turns this off)")
     from uniimb_jax.train.run import train
 
     synthetic = args.dataset.upper() == "SYNTHETIC"
@@ -250,6 +262,7 @@ def cmd_train(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    _compile_cache(args)
     from uniimb_jax.train.evaluate import evaluate_run, evaluation_table
 
     result = evaluate_run(args.workdir, data_dir=args.data_dir, cache_dir=args.cache_dir,
@@ -264,6 +277,7 @@ def cmd_evaluate(args) -> int:
 
 
 def cmd_predict(args) -> int:
+    _compile_cache(args)
     from uniimb_jax.train.trained import load_run
 
     run = load_run(args.workdir)
