@@ -17,6 +17,7 @@ import pathlib
 import re
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -60,8 +61,12 @@ def test_readme_examples_run_verbatim(tmp_path):
             cmd = ["bash", "-c", PRELUDE + code]
         else:
             cmd = [sys.executable, "-c", code]
+        tick = time.perf_counter()
         out = subprocess.run(cmd, cwd=base, env=env, capture_output=True, text=True,
                              timeout=900)
         assert out.returncode == 0, f"README block {i}:\n{code}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+        # Which block the test's time goes to (shown with `pytest -rP`).
+        print(f"README block {i} ({lang}, {code.strip().splitlines()[-1][:60]!r}): "
+              f"{time.perf_counter() - tick:.1f} s")
         ran += 1
     assert ran >= 8
