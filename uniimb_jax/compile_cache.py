@@ -1,11 +1,11 @@
 """The command line's persistent compilation cache: compiled XLA programs kept on disk.
 
 A rerun or a resumed run of the same configuration then loads its programs instead of
-compiling them again. A 20-seed PROTEINS sweep's first call on this project's 2-core CPU:
-XLA compile 43-48 s cold, about 5 s from the cache (``benchmarks/compile_time.py --warm``,
-BENCHMARKS.md "Where the compile time goes"); tracing and lowering (about 6 s) still run,
-because the cache key is the lowered program together with the XLA flags, the devices and
-the jaxlib version. A different dataset, preset, seed count or batch shape is a different
+compiling them again. A 20-seed PROTEINS sweep's first call on a 2-core Xeon costs 46 s
+more than a steady call cold and 9-12 s from the cache (XLA compile 37-39 s, loading 4 s;
+``benchmarks/compile_time.py --warm``, BENCHMARKS.md "Where the compile time goes"). Tracing
+and lowering (about 5 s) still run, because the cache key is the lowered program together
+with the XLA flags, the devices and the jaxlib version. A different dataset, preset, seed count or batch shape is a different
 program and compiles as before.
 
 ``uniimb train|evaluate|predict`` and ``experiments/run_table.py`` call
@@ -42,8 +42,8 @@ def enable_compile_cache(cache_dir: str | os.PathLike | None = None) -> pathlib.
       The folder compiled programs go to (the user's own one if they set it), or ``None``
       when the cache stays off: ``UNIIMB_NO_COMPILE_CACHE`` is set, the user turned JAX's
       cache off (``jax_enable_compilation_cache``), or JAX has already compiled something
-      in this process (it decides whether to use a cache once, at the
-      first compilation, so setting one later would only seem to work).
+      in this process (it decides whether to use a cache once, at the first compilation,
+      so setting one later would only seem to work).
     """
     import jax
     from jax._src import compilation_cache
