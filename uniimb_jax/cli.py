@@ -32,7 +32,8 @@ SYNTHETIC_DEFAULT_RUNS = 3
 def _add_data_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--data-dir", default=None,
                    help="directory holding NAME.zip or NAME/ (else $UNIIMB_DATA_DIR, the cache, then download)")
-    p.add_argument("--cache-dir", default=None, help="cache directory (default $UNIIMB_CACHE_DIR or ~/.cache/uniimb_jax)")
+    p.add_argument("--cache-dir", default=None, help="cache directory: processed datasets, and compiled programs in its xla/ (off with "
+                   "UNIIMB_NO_COMPILE_CACHE=1); default $UNIIMB_CACHE_DIR or ~/.cache/uniimb_jax")
     p.add_argument("--offline", action="store_true", help="never download")
 
 
