@@ -8,8 +8,11 @@ that directory does not exist.
 
 from __future__ import annotations
 
+import atexit
 import os
 import pathlib
+import shutil
+import tempfile
 
 import jax
 import pytest
@@ -19,10 +22,20 @@ import pytest
 # count would depend on which tests ran first). Subprocesses (CLI, README) get the
 # default, which tests/test_xla_setup.py and tests/test_sharding.py check.
 jax.config.update("jax_num_cpu_devices", 1)
-# Nor does it keep compiled programs on disk (the CLI, called in-process by some tests, would
-# otherwise turn JAX's persistent cache on for the rest of the session, depending on test
-# order). Subprocesses (CLI, README) do use it, in their temporary UNIIMB_CACHE_DIR.
-jax.config.update("jax_enable_compilation_cache", False)
+# Compiled programs are kept for the session in a temporary folder (JAX's persistent cache,
+# as the command line uses it: uniimb_jax/compile_cache.py): tests that train the same
+# configuration again in this process (a resume, a repeat) load its programs instead of
+# compiling them. Set here, at import, because JAX decides at its first compilation (even an
+# eager op's during collection) whether a cache is used; the CLI, called in-process by some
+# tests, then keeps this folder. UNIIMB_NO_COMPILE_CACHE=1 runs the suite without it.
+# Subprocesses (CLI, README) use their own in their temporary UNIIMB_CACHE_DIR.
+_XLA_CACHE = None
+if os.environ.get("UNIIMB_NO_COMPILE_CACHE", "") in ("", "0"):
+    _XLA_CACHE = tempfile.mkdtemp(prefix="uniimb-test-xla-")
+    atexit.register(shutil.rmtree, _XLA_CACHE, ignore_errors=True)
+    jax.config.update("jax_compilation_cache_dir", _XLA_CACHE)
+else:
+    jax.config.update("jax_enable_compilation_cache", False)
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]
 SHARED_ROOT = REPO_ROOT.parent / "shared"

@@ -40,7 +40,8 @@ print("ok")
 
 
 def test_enable_compile_cache_respects_the_user_and_the_first_compilation(tmp_path):
-    env = {k: v for k, v in os.environ.items() if k != "JAX_COMPILATION_CACHE_DIR"}
+    env = {k: v for k, v in os.environ.items()
+           if k not in ("JAX_COMPILATION_CACHE_DIR", "UNIIMB_NO_COMPILE_CACHE")}
     out = subprocess.run([sys.executable, "-c", CHECKS, str(tmp_path)], env=env,
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 0, out.stderr[-3000:]
@@ -55,6 +56,7 @@ def test_a_rerun_loads_its_programs_from_the_cache_with_the_same_results(tmp_pat
     env = dict(os.environ, UNIIMB_CACHE_DIR=str(tmp_path / "cache"),
                JAX_DEBUG_LOG_MODULES="jax._src.compiler")
     env.pop("JAX_COMPILATION_CACHE_DIR", None)
+    env.pop("UNIIMB_NO_COMPILE_CACHE", None)
     runs = []
     for name in ("first", "second"):
         out = subprocess.run(
