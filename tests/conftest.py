@@ -17,6 +17,8 @@ import tempfile
 import jax
 import pytest
 
+from uniimb_jax.compile_cache import enable_compile_cache
+
 # The suite's own process keeps one CPU device whatever the machine (prepare_run would
 # otherwise make each core a device if it ran before the first JAX work, so a test's device
 # count would depend on which tests ran first). Subprocesses (CLI, README) get the
@@ -29,12 +31,10 @@ jax.config.update("jax_num_cpu_devices", 1)
 # eager op's during collection) whether a cache is used; the CLI, called in-process by some
 # tests, then keeps this folder. UNIIMB_NO_COMPILE_CACHE=1 runs the suite without it.
 # Subprocesses (CLI, README) use their own in their temporary UNIIMB_CACHE_DIR.
-_XLA_CACHE = None
-if os.environ.get("UNIIMB_NO_COMPILE_CACHE", "") in ("", "0"):
-    _XLA_CACHE = tempfile.mkdtemp(prefix="uniimb-test-xla-")
-    atexit.register(shutil.rmtree, _XLA_CACHE, ignore_errors=True)
-    jax.config.update("jax_compilation_cache_dir", _XLA_CACHE)
-else:
+_XLA_ROOT = tempfile.mkdtemp(prefix="uniimb-test-xla-")
+atexit.register(shutil.rmtree, _XLA_ROOT, ignore_errors=True)
+jax.config.update("jax_compilation_cache_dir", None)  # never a user's own folder
+if enable_compile_cache(_XLA_ROOT) is None:  # UNIIMB_NO_COMPILE_CACHE set
     jax.config.update("jax_enable_compilation_cache", False)
 
 REPO_ROOT = pathlib.Path(__file__).resolve().parents[1]

@@ -5,8 +5,8 @@ compiling them again. A 20-seed PROTEINS sweep's first call on a 2-core Xeon cos
 more than a steady call cold and 9-12 s from the cache (XLA compile 37-39 s, loading 4 s;
 ``benchmarks/compile_time.py --warm``, BENCHMARKS.md "Where the compile time goes"). Tracing
 and lowering (about 5 s) still run, because the cache key is the lowered program together
-with the XLA flags, the devices and the jaxlib version. A different dataset, preset, seed count or batch shape is a different
-program and compiles as before.
+with the XLA flags, the devices and the jaxlib version. A different dataset, preset, seed
+count or batch shape is a different program and compiles as before.
 
 ``uniimb train|evaluate|predict`` and ``experiments/run_table.py`` call
 :func:`enable_compile_cache` before their first JAX computation. The library's
