@@ -14,10 +14,14 @@ import pathlib
 import shutil
 import tempfile
 
-import jax
-import pytest
+# The suite runs in two pytest-xdist workers (pyproject.toml): on a GPU machine each would
+# otherwise reserve 75% of the GPU's memory at its first JAX call and the second would fail.
+os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
 
-from uniimb_jax.compile_cache import enable_compile_cache
+import jax  # noqa: E402
+import pytest  # noqa: E402
+
+from uniimb_jax.compile_cache import enable_compile_cache  # noqa: E402
 
 # The suite's own process keeps one CPU device whatever the machine (prepare_run would
 # otherwise make each core a device if it ran before the first JAX work, so a test's device
