@@ -16,9 +16,9 @@ ROOT = pathlib.Path(__file__).resolve().parents[1]
 @pytest.mark.slow
 def test_smoke_campaign_writes_the_archive(tmp_path):
     out = tmp_path / "campaign"
-    # The budget only bounds the campaign; its smoke steps end sooner (~165 s on a quiet
-    # 2-core CPU). 170 s left the first cell 55 s, too few on a loaded machine (the suite's
-    # two workers beside a niced campaign): it timed out there and nothing was "done".
+    # The budget only bounds the campaign: its smoke steps end when done (246 s on a loaded
+    # 2-core CPU). 170 s left the first cell 55 s there (the suite's two workers beside a
+    # niced campaign): it timed out and nothing was "done".
     proc = subprocess.run(
         [sys.executable, str(ROOT / "experiments" / "gpu_campaign.py"), "--out", str(out),
          "--smoke", "--budget-s", "480"],
