@@ -1,5 +1,5 @@
-"""XLA flags: the CPU reduction flag, the CPU cores as devices, the GPU scatter workaround on
-affected releases, and --deterministic."""
+"""XLA flags: the CPU reduction flag, the CPU collective timeouts, the CPU cores as devices,
+the GPU scatter workaround on affected releases, and --deterministic."""
 
 from __future__ import annotations
 
@@ -11,9 +11,11 @@ import pytest
 
 from uniimb_jax.errors import ConfigError
 from uniimb_jax.xla_setup import (
+    COLLECTIVE_TIMEOUTS,
     DETERMINISTIC,
     FTZ_ATOMICS,
     NO_YNN_REDUCE,
+    collective_timeout_flags,
     configure_xla,
     cpu_device_count,
     needs_scatter_workaround,
@@ -61,6 +63,101 @@ def test_cpu_reduce_flag_is_accepted_by_this_xla():
     if wants_cpu_reduce_flag(jaxlib.__version__, ""):
         assert NO_YNN_REDUCE in out.stdout
     assert "506.0" in out.stdout
+
+
+TERMINATE, WARN = (name for name, _ in COLLECTIVE_TIMEOUTS)
+
+
+@pytest.mark.parametrize("version,flags,expected", [
+    ("0.10.2", "", [f"{TERMINATE}=86400", f"{WARN}=600"]),
+    ("0.10.0", "--a=1", [f"{TERMINATE}=86400", f"{WARN}=600"]),
+    ("0.10.2", f"{TERMINATE}=5", [f"{WARN}=600"]),  # the user's own value stays
+    ("0.10.2", f"{TERMINATE}=5 {WARN}=1", []),
+    ("0.9.2", "", []), ("0.11.2", "", []),  # not checked there: an unknown flag aborts XLA
+])
+def test_collective_timeouts_only_where_checked_and_never_over_the_users(version, flags,
+                                                                         expected):
+    assert collective_timeout_flags(version, flags) == expected
+
+
+def test_collective_timeouts_are_accepted_by_this_xla_in_a_sharded_collective():
+    # Two CPU devices meet in an all-gather under the flags configure_xla adds: XLA accepts
+    # them (an unknown flag would abort) and the collective gives the right answer.
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "UNIIMB_NO_XLA_WORKAROUND")}
+    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
+    code = ("from uniimb_jax.xla_setup import configure_xla; import os, jax, jax.numpy as jnp; "
+            "print(configure_xla()); print(os.environ['XLA_FLAGS']); "
+            "P = jax.sharding.PartitionSpec; mesh = jax.make_mesh((2,), ('d',)); "
+            "f = jax.jit(jax.shard_map(lambda x: jax.lax.all_gather(x, 'd', tiled=True).sum("
+            "keepdims=True), mesh=mesh, in_specs=P('d'), out_specs=P('d'))); "
+            "x = jax.device_put(jnp.arange(2.0) + 1.0, jax.sharding.NamedSharding(mesh, P('d'))); "
+            "print(jax.device_count(), f(x).tolist())")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         env=env, timeout=120)
+    assert out.returncode == 0, out.stderr
+    import jaxlib
+
+    for flag in collective_timeout_flags(jaxlib.__version__, ""):
+        assert flag in out.stdout
+    assert out.stdout.strip().splitlines()[-1] == "2 [3.0, 3.0]", out.stdout
+
+
+# One of two CPU devices stalls (a host callback sleeps) before both meet in an all-gather:
+# what a starved or SIGSTOPped device thread does to a sharded run.
+STALL = """
+import sys, time
+import numpy as np
+from uniimb_jax.xla_setup import configure_xla
+print(configure_xla(), flush=True)
+import jax, jax.numpy as jnp
+
+def stall(x):
+    if float(np.asarray(x)) == 0.0:
+        time.sleep(float(sys.argv[1]))
+    return np.asarray(x)
+
+def f(x):  # x: [1], this device's block
+    y = jax.pure_callback(stall, jax.ShapeDtypeStruct((), jnp.float32), x[0])
+    return jax.lax.all_gather(y, "d").sum(keepdims=True)
+
+mesh = jax.make_mesh((2,), ("d",))
+P = jax.sharding.PartitionSpec
+g = jax.jit(jax.shard_map(f, mesh=mesh, in_specs=P("d"), out_specs=P("d")))
+x = jax.device_put(jnp.arange(2.0), jax.sharding.NamedSharding(mesh, P("d")))
+print(g(x).tolist())
+"""
+
+
+def _stalled_collective(seconds: float, flags: str) -> subprocess.CompletedProcess:
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "UNIIMB_NO_XLA_WORKAROUND")}
+    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count=2 {flags}".strip()
+    return subprocess.run([sys.executable, "-c", STALL, str(seconds)], capture_output=True,
+                          text=True, env=env, timeout=seconds + 120)
+
+
+def test_collective_timeout_flags_decide_whether_a_stalled_device_aborts_the_run():
+    # The user's own (short) timeouts are kept and govern: a 4 s stall passes the 1 s warning
+    # and the 1 s termination after it, and XLA aborts the process.
+    import jaxlib
+
+    if not collective_timeout_flags(jaxlib.__version__, ""):
+        pytest.skip(f"collective-timeout flags not checked on jaxlib {jaxlib.__version__}")
+    out = _stalled_collective(4, f"{TERMINATE}=1 {WARN}=1")
+    assert out.returncode != 0
+    assert "Termination timeout" in out.stderr, out.stderr[-2000:]
+
+
+@pytest.mark.slow
+def test_a_device_stalled_past_xlas_default_timeout_survives_under_configure_xla():
+    # XLA's defaults (warning at 20 s, termination 40 s later) abort a 75 s stall
+    # (measured, exit 134); under configure_xla's timeouts the run completes.
+    import jaxlib
+
+    if not collective_timeout_flags(jaxlib.__version__, ""):
+        pytest.skip(f"collective-timeout flags not checked on jaxlib {jaxlib.__version__}")
+    out = _stalled_collective(75, "")
+    assert out.returncode == 0, out.stderr[-2000:]
+    assert out.stdout.strip().splitlines()[-1] == "[1.0, 1.0]", out.stdout
 
 
 @pytest.mark.parametrize("cores,flags,configured,count", [

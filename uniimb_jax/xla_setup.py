@@ -29,6 +29,19 @@ run before that (``uniimb train`` calls it first thing).
   Set under the same conditions as the reduction flag (never over a user's own count, in
   ``jax_num_cpu_devices`` or ``XLA_FLAGS``, only before a backend starts); it only adds CPU
   devices, the default device stays ``cpu:0``.
+* **CPU collective timeouts** (jaxlib 0.10): the devices of a sharded CPU run meet in
+  collectives (the all-gather of each call's per-epoch records), and XLA:CPU logs a warning
+  when one device has waited 20 s for the others and terminates the process (abort, exit
+  134) 40 s after that warning (measured: one device stalled 45 s passes, 75 s aborts;
+  tests/test_xla_setup.py). A niced 2-device campaign cell beside a test suite's two
+  workers, or paused with SIGSTOP, starves one device thread that long: the cell's process
+  exited mid-run (2026-12-02 18:38 UTC, a full test suite beside it; it resumed from its
+  last checkpoint). We raise the termination timeout to a day and the warning to 10 minutes
+  (``--xla_cpu_collective_call_terminate_timeout_seconds=86400``,
+  ``--xla_cpu_collective_call_warn_stuck_timeout_seconds=600``): a wait that long is a
+  starved or paused process, not a deadlock, since every device runs the same program. Same
+  conditions as the reduction flag (:data:`COLLECTIVE_VERSIONS`, never over a user's own
+  value of either flag, only before a backend starts); numerics do not change.
 * **Determinism** (``--deterministic``): ``--xla_gpu_deterministic_ops=true`` makes XLA:GPU
   pick deterministic kernels (scatters become sorted, non-atomic reductions), so a GPU run
   repeats bit for bit, as a CPU run does anyway. The models' own hot paths need no flag for
@@ -56,6 +69,10 @@ YNN_FLAG = "--xla_cpu_experimental_ynn_fusion_type"
 NO_YNN_REDUCE = YNN_FLAG + "=-reduce"
 YNN_VERSIONS = ((0, 10),)  # jaxlib (major, minor) where the flag exists and was measured
 HOST_DEVICES_FLAG = "--xla_force_host_platform_device_count"
+# XLA:CPU collective rendezvous timeouts (flag, seconds); defaults 40 and 20 in jaxlib 0.10.
+COLLECTIVE_TIMEOUTS = (("--xla_cpu_collective_call_terminate_timeout_seconds", 86400),
+                       ("--xla_cpu_collective_call_warn_stuck_timeout_seconds", 600))
+COLLECTIVE_VERSIONS = ((0, 10),)  # jaxlib (major, minor) where both flags were checked
 
 
 def _version(text: str) -> tuple[int, int, int]:
@@ -89,6 +106,14 @@ def wants_cpu_reduce_flag(jaxlib_version: str, flags: str) -> bool:
     return _version(jaxlib_version)[:2] in YNN_VERSIONS and YNN_FLAG not in flags
 
 
+def collective_timeout_flags(jaxlib_version: str, flags: str) -> list[str]:
+    """The collective-timeout flags to add to ``flags``: those of :data:`COLLECTIVE_TIMEOUTS`
+    the user has not set, on the jaxlib versions where they exist; else ``[]``."""
+    if _version(jaxlib_version)[:2] not in COLLECTIVE_VERSIONS:
+        return []
+    return [f"{name}={value}" for name, value in COLLECTIVE_TIMEOUTS if name not in flags]
+
+
 def usable_cores() -> int:
     """The CPU cores this process may run on (its affinity mask where the OS has one)."""
     try:
@@ -107,11 +132,11 @@ def cpu_device_count(cores: int, flags: str, configured: int) -> int:
 
 
 def add_speed_flags() -> list[str]:
-    """Adds the CPU reduction flag to ``XLA_FLAGS`` where it applies, and makes each usable
-    core a CPU device (``jax_num_cpu_devices``, this process only), where no backend has
-    started yet (:func:`~uniimb_jax.train.prepare.prepare_run` calls it, so a script whose
-    first JAX work is a run gets them); returns what it set. Never raises: these change
-    speed (and the rounding of sharded runs) only."""
+    """Adds the CPU reduction and collective-timeout flags to ``XLA_FLAGS`` where they
+    apply, and makes each usable core a CPU device (``jax_num_cpu_devices``, this process
+    only), where no backend has started yet (:func:`~uniimb_jax.train.prepare.prepare_run`
+    calls it, so a script whose first JAX work is a run gets them); returns what it set.
+    Never raises: these change speed, robustness (and the rounding of sharded runs) only."""
     import jax
     import jaxlib
     from jax._src import xla_bridge
@@ -123,6 +148,10 @@ def add_speed_flags() -> list[str]:
     if wants_cpu_reduce_flag(jaxlib.__version__, flags):
         os.environ["XLA_FLAGS"] = (flags + " " + NO_YNN_REDUCE).strip()
         added.append(NO_YNN_REDUCE)
+    timeouts = collective_timeout_flags(jaxlib.__version__, flags)
+    if timeouts:
+        os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", "")] + timeouts).strip()
+        added += timeouts
     n = cpu_device_count(usable_cores(), flags, jax.config.jax_num_cpu_devices)
     if n:
         jax.config.update("jax_num_cpu_devices", n)
