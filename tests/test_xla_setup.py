@@ -48,15 +48,23 @@ def test_cpu_reduce_flag_only_where_measured_and_never_over_the_users(version, f
     assert wants_cpu_reduce_flag(version, flags) is wanted
 
 
+def _python(code: str, *args: str, xla_flags: str = "", timeout: float = 120):
+    """``code`` run in a fresh Python (``args`` its ``sys.argv[1:]``) with ``XLA_FLAGS`` =
+    ``xla_flags`` (unset when empty) and this library's XLA flags enabled."""
+    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "UNIIMB_NO_XLA_WORKAROUND")}
+    if xla_flags:
+        env["XLA_FLAGS"] = xla_flags
+    return subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True,
+                          env=env, timeout=timeout)
+
+
 def test_cpu_reduce_flag_is_accepted_by_this_xla():
     # An unknown XLA flag aborts the process: this runs a computation with the flag set.
-    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "UNIIMB_NO_XLA_WORKAROUND")}
     code = ("from uniimb_jax.xla_setup import configure_xla; import os, jax, jax.numpy as jnp; "
             "print(configure_xla()); print(os.environ.get('XLA_FLAGS', '')); "
             "x = jnp.arange(12.0).reshape(4, 3); "
             "print(float(jax.jit(lambda x: (x * x).sum(0).sum())(x)))")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=env, timeout=120)
+    out = _python(code)
     assert out.returncode == 0, out.stderr
     import jaxlib
 
@@ -83,8 +91,6 @@ def test_collective_timeouts_only_where_checked_and_never_over_the_users(version
 def test_collective_timeouts_are_accepted_by_this_xla_in_a_sharded_collective():
     # Two CPU devices meet in an all-gather under the flags configure_xla adds: XLA accepts
     # them (an unknown flag would abort) and the collective gives the right answer.
-    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "UNIIMB_NO_XLA_WORKAROUND")}
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=2"
     code = ("from uniimb_jax.xla_setup import configure_xla; import os, jax, jax.numpy as jnp; "
             "print(configure_xla()); print(os.environ['XLA_FLAGS']); "
             "P = jax.sharding.PartitionSpec; mesh = jax.make_mesh((2,), ('d',)); "
@@ -92,8 +98,7 @@ def test_collective_timeouts_are_accepted_by_this_xla_in_a_sharded_collective():
             "keepdims=True), mesh=mesh, in_specs=P('d'), out_specs=P('d'))); "
             "x = jax.device_put(jnp.arange(2.0) + 1.0, jax.sharding.NamedSharding(mesh, P('d'))); "
             "print(jax.device_count(), f(x).tolist())")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=env, timeout=120)
+    out = _python(code, xla_flags="--xla_force_host_platform_device_count=2")
     assert out.returncode == 0, out.stderr
     import jaxlib
 
@@ -129,10 +134,8 @@ print(g(x).tolist())
 
 
 def _stalled_collective(seconds: float, flags: str) -> subprocess.CompletedProcess:
-    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "UNIIMB_NO_XLA_WORKAROUND")}
-    env["XLA_FLAGS"] = f"--xla_force_host_platform_device_count=2 {flags}".strip()
-    return subprocess.run([sys.executable, "-c", STALL, str(seconds)], capture_output=True,
-                          text=True, env=env, timeout=seconds + 120)
+    return _python(STALL, str(seconds), timeout=seconds + 120,
+                   xla_flags=f"--xla_force_host_platform_device_count=2 {flags}".strip())
 
 
 def test_collective_timeout_flags_decide_whether_a_stalled_device_aborts_the_run():
@@ -171,11 +174,9 @@ def test_cpu_device_count_is_the_cores_unless_the_user_chose(cores, flags, confi
 
 
 def test_each_usable_core_becomes_a_cpu_device_before_the_backend_starts():
-    env = {k: v for k, v in os.environ.items() if k not in ("XLA_FLAGS", "UNIIMB_NO_XLA_WORKAROUND")}
     code = ("from uniimb_jax.xla_setup import configure_xla; import jax; "
             "print(configure_xla()); print(jax.device_count(), jax.devices()[0])")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=env, timeout=120)
+    out = _python(code)
     assert out.returncode == 0, out.stderr
     cores = usable_cores()
     last = out.stdout.strip().splitlines()[-1]
@@ -183,9 +184,7 @@ def test_each_usable_core_becomes_a_cpu_device_before_the_backend_starts():
     if cores > 1:
         assert f"jax_num_cpu_devices={cores}" in out.stdout
     # A user's own count is kept.
-    env["XLA_FLAGS"] = "--xla_force_host_platform_device_count=3"
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         env=env, timeout=120)
+    out = _python(code, xla_flags="--xla_force_host_platform_device_count=3")
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip().splitlines()[-1].startswith("3 "), out.stdout
 

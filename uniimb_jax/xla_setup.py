@@ -146,12 +146,10 @@ def add_speed_flags() -> list[str]:
         return []
     added = []
     if wants_cpu_reduce_flag(jaxlib.__version__, flags):
-        os.environ["XLA_FLAGS"] = (flags + " " + NO_YNN_REDUCE).strip()
         added.append(NO_YNN_REDUCE)
-    timeouts = collective_timeout_flags(jaxlib.__version__, flags)
-    if timeouts:
-        os.environ["XLA_FLAGS"] = " ".join([os.environ.get("XLA_FLAGS", "")] + timeouts).strip()
-        added += timeouts
+    added += collective_timeout_flags(jaxlib.__version__, flags)
+    if added:
+        os.environ["XLA_FLAGS"] = " ".join([flags] + added).strip()
     n = cpu_device_count(usable_cores(), flags, jax.config.jax_num_cpu_devices)
     if n:
         jax.config.update("jax_num_cpu_devices", n)
