@@ -80,3 +80,53 @@ def test_paper_lookup_for_every_table_variant():
                 got = report.paper_number(paper, table, variant, dataset, "macro_f1")
                 if variant.paper_row is not None or table.name == "intertwined" and variant.method == "uniimb":
                     assert got is not None, (table.name, dataset, variant.name)
+
+
+def _with_evaluations(res, shuffled, independent):
+    """Adds the per-seed three evaluations (official = the reported score) to ``_results``."""
+    for r, s, i in zip(res["per_seed"], shuffled, independent):
+        r["evaluations"] = {"official": {"macro_f1": r["macro_f1"]},
+                            "shuffled": {"macro_f1": float(s)},
+                            "independent": {"macro_f1": float(i)}}
+    return res
+
+
+def test_report_pairs_the_corrected_preset_with_each_reference_evaluation(tmp_path):
+    from scipy.stats import wilcoxon
+
+    rng = np.random.default_rng(1)
+    clean = rng.normal(65, 3, 20)          # the reference's models without the leakage
+    official = clean + 4 + rng.normal(0, 0.5, 20)
+    independent = clean + rng.normal(0, 0.5, 20)
+    corrected = clean + rng.normal(0, 2, 20)
+    ref = _with_evaluations(_results(list(official), "uniimb", "reference"), clean, independent)
+    cor = _results(list(corrected), "uniimb", "corrected")
+    cor["per_seed"][3]["diverged"] = True  # excluded from the pairs
+    for name, res in (("uniimb-reference", ref), ("uniimb-corrected", cor)):
+        d = tmp_path / "intertwined" / "PROTEINS" / name
+        d.mkdir(parents=True)
+        (d / "results.json").write_text(json.dumps(res))
+    text = report.write_report("intertwined", tmp_path, tmp_path / "absent.json")
+    assert "paired by seed" in text and "share the seed and the split" in text
+    row = next(l for l in text.splitlines()[::-1] if l.startswith("| PROTEINS |"))
+    keep = np.arange(20) != 3
+    for mode, other in (("official", official), ("shuffled", clean), ("independent", independent)):
+        d = corrected[keep] - other[keep]
+        se = np.std(d, ddof=1) / np.sqrt(d.size)
+        p = wilcoxon(corrected[keep], other[keep]).pvalue
+        assert f"{d.mean():+.2f} ± {se:.2f} (p = {p:.2g}, n = 19)" in row, (mode, row)
+    # The leaky official score is about 4 above the corrected; the clean ones are not.
+    assert float(row.split("|")[2].split()[0]) < -3
+    assert abs(float(row.split("|")[3].split()[0])) < 1.5
+
+
+def test_report_says_topology_pairs_do_not_share_the_split(tmp_path):
+    vals = list(np.linspace(60, 70, 5))
+    ref = _with_evaluations(_results(vals, "uniimb", "reference"), vals, vals)
+    for name, res in (("uniimb-reference", ref),
+                      ("uniimb-corrected", _results(vals[::-1], "uniimb", "corrected"))):
+        d = tmp_path / "topology" / "PROTEINS" / name
+        d.mkdir(parents=True)
+        (d / "results.json").write_text(json.dumps(res))
+    text = report.write_report("topology", tmp_path, tmp_path / "absent.json")
+    assert "share the seed, not the split" in text
