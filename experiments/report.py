@@ -30,11 +30,15 @@ PAPER = pathlib.Path(__file__).resolve().parent / "paper_tables.json"
 
 
 def load_cells(table: Table, root: pathlib.Path) -> dict[tuple[str, str], dict]:
-    """``{(dataset, variant): results.json}`` for the finished cells of ``table``."""
+    """``{(dataset, variant): results.json}`` for the finished cells of ``table``; a variant
+    with ``same_as`` and no cell of its own reads the other table's cell."""
     cells = {}
     for dataset in table.datasets:
         for variant in table.variants:
             path = root / table.name / dataset / variant.name / "results.json"
+            if not path.exists() and variant.same_as is not None:
+                other_table, other_variant = variant.same_as
+                path = root / other_table / dataset / other_variant / "results.json"
             if path.exists():
                 cells[(dataset, variant.name)] = json.loads(path.read_text())
     return cells

@@ -64,6 +64,14 @@ def main(argv=None) -> int:
             if (wd / "results.json").exists():
                 print(f"[{table.name}] {dataset} {variant.name}: done, skipping")
                 continue
+            if variant.same_as is not None:
+                # The same configuration is another table's cell: run it there, once.
+                other = pathlib.Path(args.results_dir) / variant.same_as[0] / dataset / variant.same_as[1]
+                done = other / "results.json"
+                prior = json.loads(done.read_text()) if done.exists() else {}
+                if (prior.get("runs"), prior.get("epochs")) == (args.runs, args.epochs):
+                    print(f"[{table.name}] {dataset} {variant.name}: done as {other}, skipping")
+                    continue
             extra = {} if args.early_stop_window is None else {
                 "early_stop_window": args.early_stop_window}
             cfg = make_config(

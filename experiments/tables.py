@@ -24,6 +24,9 @@ class Variant:
     u_dist: Optional[str] = None
     # Key of the paper row this variant is compared with (None: no paper number).
     paper_row: Optional[str] = None
+    # ``(table, variant)`` of another table whose cell is this one (same configuration, run
+    # once): the report reads it from there when this table has no cell of its own.
+    same_as: Optional[tuple[str, str]] = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -72,7 +75,9 @@ TABLES: dict[str, Table] = {
     "u_dist": Table(
         "u_dist", "class", "extreme", U_DATASETS,
         tuple(
-            Variant(f"uniimb-reference-{u}", "uniimb", "reference", u_dist=u, paper_row=row)
+            Variant(f"uniimb-reference-{u}", "uniimb", "reference", u_dist=u, paper_row=row,
+                    # U = uniform is the reference preset's default: the class table's cell.
+                    same_as=("class", "uniimb-reference") if u == "uniform" else None)
             for u, row in (("zipf", "Zipf"), ("exponential", "Exponential"),
                            ("poisson", "Poisson"), ("uniform", "Uniform"))
         ),

@@ -130,3 +130,24 @@ def test_report_says_topology_pairs_do_not_share_the_split(tmp_path):
         (d / "results.json").write_text(json.dumps(res))
     text = report.write_report("topology", tmp_path, tmp_path / "absent.json")
     assert "share the seed, not the split" in text
+
+
+def test_u_dist_uniform_is_the_class_tables_cell(tmp_path, capsys):
+    import run_table
+
+    vals = list(np.linspace(60, 70, 4))
+    res = _results(vals, "uniimb", "reference")
+    res["epochs"] = 3
+    d = tmp_path / "class" / "PROTEINS" / "uniimb-reference"
+    d.mkdir(parents=True)
+    (d / "results.json").write_text(json.dumps(res))
+    # Same runs and budget as the class cell: nothing trains, the u_dist table shows it.
+    assert run_table.main(["--table", "u_dist", "--datasets", "PROTEINS", "--variants",
+                           "uniimb-reference-uniform", "--runs", "4", "--epochs", "3",
+                           "--results-dir", str(tmp_path), "--offline", "--no-progress"]) == 0
+    assert f"done as {d}, skipping" in capsys.readouterr().out
+    assert not (tmp_path / "u_dist" / "PROTEINS" / "uniimb-reference-uniform").exists()
+    text = (tmp_path / "u_dist" / "README.md").read_text()
+    row = next(l for l in text.splitlines() if "| uniimb-reference-uniform |" in l)
+    assert f"{np.mean(vals):.2f} ± {np.std(vals):.2f}" in row
+    assert "70.44 ± 4.72" in row  # the paper's Uniform row (experiments/paper_tables.json)
