@@ -6,7 +6,8 @@ Usage::
 
 Writes ``experiments/results/<table>/README.md`` (our variants and the paper's numbers side by
 side, the Wilcoxon signed-rank p-value of UniImb against the GIN baseline over paired seeds,
-the budget and provenance of every cell) and ``experiments/results/<table>/macro_f1.png``
+the budget and provenance of every cell, the selected models under the three evaluations
+and the corrected preset paired with each of them) and ``experiments/results/<table>/macro_f1.png``
 (per-seed Macro-F1 as points, the paper's mean ± std as a band).
 """
 
