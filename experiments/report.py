@@ -23,7 +23,7 @@ import numpy as np
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from tables import TABLES, Table, paper_number  # noqa: E402
+from tables import TABLES, Table, paper_number, shared_cell_dir  # noqa: E402
 
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 # The paper's published numbers, committed beside this script (source and units inside).
@@ -37,9 +37,9 @@ def load_cells(table: Table, root: pathlib.Path) -> dict[tuple[str, str], dict]:
     for dataset in table.datasets:
         for variant in table.variants:
             path = root / table.name / dataset / variant.name / "results.json"
-            if not path.exists() and variant.same_as is not None:
-                other_table, other_variant = variant.same_as
-                path = root / other_table / dataset / other_variant / "results.json"
+            shared = shared_cell_dir(root, dataset, variant)
+            if not path.exists() and shared is not None:
+                path = shared / "results.json"
             if path.exists():
                 cells[(dataset, variant.name)] = json.loads(path.read_text())
     return cells
@@ -163,17 +163,6 @@ def evaluation_lines(table: Table, cells: dict) -> list[str]:
     ]
 
 
-def _paired_evaluation(a: dict, b: dict, mode: str) -> tuple[np.ndarray, np.ndarray]:
-    """Per-seed test Macro-F1 of ``a`` (its reported score) and of ``b`` under evaluation
-    ``mode``, over the seeds both have and neither diverged, in seed order."""
-    fa = {r["seed"]: r["macro_f1"] for r in a["per_seed"] if not r.get("diverged")}
-    fb = {r["seed"]: r["evaluations"][mode]["macro_f1"] for r in b["per_seed"]
-          if not r.get("diverged") and mode in (r.get("evaluations") or {})}
-    seeds = sorted(set(fa) & set(fb))
-    return (np.array([fa[k] for k in seeds], np.float64),
-            np.array([fb[k] for k in seeds], np.float64))
-
-
 def preset_lines(table: Table, cells: dict, ours: str = "uniimb-corrected",
                  ref: str = "uniimb-reference") -> list[str]:
     """Corrected preset against the reference preset's selected models under each of the
@@ -187,7 +176,7 @@ def preset_lines(table: Table, cells: dict, ours: str = "uniimb-corrected",
             continue
         out = []
         for mode in ("official", "shuffled", "independent"):
-            x, y = _paired_evaluation(a, b, mode)
+            x, y = results_lib.paired_macro_f1(a, b, b_evaluation=mode)
             if x.size < 2:
                 out.append("–")
                 continue

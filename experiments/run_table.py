@@ -24,7 +24,7 @@ import time
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from tables import TABLES  # noqa: E402
+from tables import TABLES, shared_cell_dir  # noqa: E402
 
 from uniimb_jax.compile_cache import enable_compile_cache  # noqa: E402
 from uniimb_jax.config import make_config  # noqa: E402
@@ -64,9 +64,9 @@ def main(argv=None) -> int:
             if (wd / "results.json").exists():
                 print(f"[{table.name}] {dataset} {variant.name}: done, skipping")
                 continue
-            if variant.same_as is not None:
+            other = shared_cell_dir(pathlib.Path(args.results_dir), dataset, variant)
+            if other is not None:
                 # The same configuration is another table's cell: run it there, once.
-                other = pathlib.Path(args.results_dir) / variant.same_as[0] / dataset / variant.same_as[1]
                 done = other / "results.json"
                 prior = json.loads(done.read_text()) if done.exists() else {}
                 if (prior.get("runs"), prior.get("epochs")) == (args.runs, args.epochs):

@@ -8,6 +8,7 @@ directory ``experiments/results/<table>/<dataset>/<variant>/``, so runs resume i
 from __future__ import annotations
 
 import dataclasses
+import pathlib
 from typing import Optional
 
 PAPER_DATASETS = ("PROTEINS", "DD", "NCI1", "REDDIT-BINARY", "COLLAB", "IMDB-MULTI")
@@ -99,3 +100,11 @@ def paper_number(paper: dict, table: Table, variant: Variant, dataset: str, metr
         return None
     cell = block.get(variant.paper_row, {}).get(dataset, {}).get(metric)
     return None if cell is None else (float(cell[0]), float(cell[1]))
+
+
+def shared_cell_dir(root: pathlib.Path, dataset: str, variant: Variant) -> Optional[pathlib.Path]:
+    """The work directory of the other table's cell that ``variant`` is (``same_as``), or None."""
+    if variant.same_as is None:
+        return None
+    other_table, other_variant = variant.same_as
+    return pathlib.Path(root) / other_table / dataset / other_variant

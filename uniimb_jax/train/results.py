@@ -107,11 +107,22 @@ def evaluation_summary(records: list[dict[str, Any]]) -> Optional[dict[str, Any]
     return out
 
 
-def paired_macro_f1(a: dict[str, Any], b: dict[str, Any]) -> tuple[np.ndarray, np.ndarray]:
+def _seed_macro_f1(res: dict[str, Any], evaluation: Optional[str]) -> dict[int, float]:
+    """``{seed: test Macro-F1}`` of the seeds that did not diverge: the reported score, or
+    the score under ``evaluation`` (a key of each seed's ``evaluations``) where it has one."""
+    if evaluation is None:
+        return {r["seed"]: r["macro_f1"] for r in res["per_seed"] if not r.get("diverged")}
+    return {r["seed"]: r["evaluations"][evaluation]["macro_f1"] for r in res["per_seed"]
+            if not r.get("diverged") and evaluation in (r.get("evaluations") or {})}
+
+
+def paired_macro_f1(a: dict[str, Any], b: dict[str, Any], *,
+                    b_evaluation: Optional[str] = None) -> tuple[np.ndarray, np.ndarray]:
     """Test Macro-F1 of two ``results.json`` over the seeds both have and neither diverged
-    (in seed order): the pairs of a signed-rank test."""
-    fa = {r["seed"]: r["macro_f1"] for r in a["per_seed"] if not r.get("diverged")}
-    fb = {r["seed"]: r["macro_f1"] for r in b["per_seed"] if not r.get("diverged")}
+    (in seed order): the pairs of a signed-rank test. ``b_evaluation`` reads ``b``'s seeds
+    under that evaluation (official, shuffled, independent) instead of its reported score."""
+    fa = _seed_macro_f1(a, None)
+    fb = _seed_macro_f1(b, b_evaluation)
     seeds = sorted(set(fa) & set(fb))
     return (np.array([fa[k] for k in seeds], np.float64),
             np.array([fb[k] for k in seeds], np.float64))
