@@ -151,3 +151,15 @@ def test_u_dist_uniform_is_the_class_tables_cell(tmp_path, capsys):
     row = next(l for l in text.splitlines() if "| uniimb-reference-uniform |" in l)
     assert f"{np.mean(vals):.2f} ± {np.std(vals):.2f}" in row
     assert "70.44 ± 4.72" in row  # the paper's Uniform row (experiments/paper_tables.json)
+    assert "| – | 3 |" in row  # Uniform, the default U, is the table's baseline
+
+    # Another U is tested against that shared cell over paired seeds.
+    from scipy.stats import wilcoxon
+
+    zipf = [v - 1 + 0.1 * i for i, v in enumerate(vals)]
+    z = tmp_path / "u_dist" / "PROTEINS" / "uniimb-reference-zipf"
+    z.mkdir(parents=True)
+    (z / "results.json").write_text(json.dumps(_results(zipf, "uniimb", "reference")))
+    text = report.write_report("u_dist", tmp_path, report.PAPER)
+    row = next(l for l in text.splitlines() if "| uniimb-reference-zipf |" in l)
+    assert f"| {wilcoxon(zipf, vals).pvalue:.2g} |" in row, row
