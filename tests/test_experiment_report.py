@@ -163,3 +163,8 @@ def test_u_dist_uniform_is_the_class_tables_cell(tmp_path, capsys):
     text = report.write_report("u_dist", tmp_path, report.PAPER)
     row = next(l for l in text.splitlines() if "| uniimb-reference-zipf |" in l)
     assert f"| {wilcoxon(zipf, vals).pvalue:.2g} |" in row, row
+    # ... and the size of that difference, paired by seed, with its standard error.
+    d = np.array(zipf) - np.array(vals)
+    paired = next(l for l in text.splitlines()
+                  if l.startswith("| PROTEINS | uniimb-reference-zipf |") and "n = 4" in l)
+    assert f"{d.mean():+.2f} ± {np.std(d, ddof=1) / 2:.2f}" in paired, paired
