@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The full-protocol cells of issue 14 on a CPU, in priority order (20 seeds, 1000-epoch
+# The full-protocol cells of issues 14 and 34 on a CPU, in priority order (20 seeds, 1000-epoch
 # budget, the reference early stopping), each a resumable experiments/run_table.py call:
 # a finished cell (results.json present) is skipped, an interrupted one resumes from its
 # checkpoints. Run from the repository root, in the background:
@@ -29,5 +29,9 @@ run --table topology --datasets IMDB-MULTI --variants uniimb-reference uniimb-co
 run --table intertwined --datasets PROTEINS IMDB-MULTI --variants uniimb-reference uniimb-corrected
 # 6. The U distributions of Table 1 on PROTEINS (Uniform is cell 1's uniimb-reference)
 run --table u_dist --datasets PROTEINS --variants uniimb-reference-zipf uniimb-reference-exponential uniimb-reference-poisson
-# 7. If time remains: NCI1, class imbalance, reference preset
-run --table class --datasets NCI1 --variants uniimb-reference
+# Issue 34. 7. NCI1, class imbalance
+run --table class --datasets NCI1 --variants uniimb-reference uniimb-corrected gin-upsample-g2gnn
+# 8. NCI1 and DD, topology imbalance (10% of the graphs train: cheap)
+run --table topology --datasets NCI1 DD --variants uniimb-reference uniimb-corrected
+# 9. DD, class imbalance (about 10 h a cell on a 2-core CPU)
+run --table class --datasets DD --variants uniimb-reference gin-upsample-g2gnn

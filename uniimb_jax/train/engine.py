@@ -81,6 +81,13 @@ class StaticSpec:
     small_n_edge: int = 0
     small_eval_n_node: int = 0
     small_eval_n_edge: int = 0
+    # A third, worst-case budget for the rare training batch above the quantile one (0 =
+    # none; batching.padding_budget): an unbatched seed computes that batch whole instead of
+    # leaving out its last graphs, as the published code never does. Under vmap every branch
+    # would run on every step, so batched seeds keep the quantile budget and its rare drops
+    # (counted in the records as ``dropped_graphs``).
+    large_n_node: int = 0
+    large_n_edge: int = 0
 
     @property
     def eval_budget(self) -> tuple[int, int]:
@@ -225,8 +232,9 @@ class Engine:
         """One epoch over the seed's training graphs.
 
         ``size_classes``: a batch that fits the spec's small budget is computed at that
-        budget (a branch: only for unbatched seeds). Same graphs, same results up to the
-        rounding of sums over a different number of padding rows.
+        budget, and one above the quantile budget at the spec's worst-case (large) one
+        instead of dropping graphs (branches: only for unbatched seeds). Same graphs, same
+        results up to the rounding of sums over a different number of padding rows.
 
         Returns ``(state, mean_loss [], dropped [] int32)``, ``dropped`` counting the graphs
         of the epoch's batches that did not fit the padding budget.
@@ -241,14 +249,24 @@ class Engine:
                 return new_st, m["loss"], m["graphs"]
             return step
 
-        full_step = step_at(self.spec.n_node, self.spec.n_edge)
-        if size_classes and small[0]:
+        full = (self.spec.n_node, self.spec.n_edge)
+        large = (self.spec.large_n_node, self.spec.large_n_edge)
+        # The size classes in ascending order; a batch takes the first one it fits.
+        budgets = [full]
+        if size_classes:
+            budgets = ([small] if small[0] else []) + budgets + ([large] if large[0] else [])
+        if len(budgets) == 1:
+            step = step_at(*full)
+        else:
             def step(st, idx):
                 nodes, edges = device_batching.batch_totals(dd, idx)
-                fits = (nodes + 1 <= small[0]) & (edges <= small[1])
-                return jax.lax.cond(fits, step_at(*small), full_step, st, idx)
-        else:
-            step = full_step
+                fits = [(nodes + 1 <= n) & (edges <= e) for n, e in budgets[:-1]]
+                if len(budgets) == 2:  # a cond, the program of two classes unchanged
+                    return jax.lax.cond(fits[0], step_at(*budgets[0]),
+                                        step_at(*budgets[1]), st, idx)
+                # Budgets are nested: a batch that fits one fits every larger one.
+                which = sum((~f).astype(jnp.int32) for f in fits)
+                return jax.lax.switch(which, [step_at(*b) for b in budgets], st, idx)
 
         def no_step(st, idx):
             return st, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32)
@@ -264,7 +282,8 @@ class Engine:
         init = (state, jnp.zeros(()), jnp.zeros((), jnp.int32))
         (state, loss_sum, graphs), _ = jax.lax.scan(body, init, (indices, valid))
         mean_loss = loss_sum / jnp.maximum(jnp.sum(valid), 1)
-        # Graphs a quantile padding budget left out this epoch (0 with the worst-case one).
+        # Graphs a quantile padding budget left out this epoch (0 with the worst-case one,
+        # and for unbatched seeds whose spec has a large budget).
         dropped = jnp.sum(valid) * self.spec.batch_size - graphs
         return state, mean_loss, dropped
 
