@@ -1,12 +1,13 @@
 """``uniimb`` command line: parses arguments and calls one library function per command.
 
     uniimb train [--dataset NAME] [--imbalance class|topology|intertwined] [--degree D]
-                 [--runs N] [--epochs E] [--preset reference|corrected|g2gnn]
-                 [--method uniimb|gin|gin-upsample|gin-reweight] [--data-dir DIR] [--workdir DIR]
+                 [--runs N] [--epochs E] [--method M] [--preset P]
+                 [--data-dir DIR] [--workdir DIR]
                  [--devices N|all] [--distributed [--num-processes N --process-id I]]
     uniimb evaluate --workdir DIR [--order all|official|shuffled|independent]
     uniimb predict --workdir DIR (--dataset NAME | --graphs FILE) [--seed S] [--out CSV]
     uniimb report WORKDIR [WORKDIR ...]
+    uniimb methods [--json]
     uniimb data info --dataset NAME [--data-dir DIR] [--json]
     uniimb data split --dataset NAME --imbalance I --degree D --seed S [--json]
 
@@ -23,6 +24,7 @@ import warnings
 from typing import Optional, Sequence
 
 from uniimb_jax import config as config_lib
+from uniimb_jax import methods as methods_lib
 from uniimb_jax.errors import UniImbError
 
 SYNTHETIC_DEFAULT_EPOCHS = 30
@@ -42,19 +44,26 @@ DESCRIPTION = (
     "prototypes. Trains a whole seed sweep as one compiled program, resumably. Method, "
     "protocols and presets: docs/method.md, docs/presets.md, docs/evaluation.md."
 )
-PRESET_HELP = (
-    "reference: the published code's behaviour (docs/presets.md); corrected: its defects "
-    "fixed (learned perturbation, batch-independent inference, correct bias target); g2gnn: "
-    "G2GNN's settings for the GIN baselines (where the paper's GIN numbers come from)"
-)
-METHOD_HELP = (
-    "uniimb: the full model; gin: GIN + cross-entropy; gin-upsample: GIN on the up-sampled "
-    "split; gin-reweight: GIN with a class-weighted loss"
-)
 IMBALANCE_HELP = ("class: few training graphs of some classes; topology: few large graphs; "
                   "intertwined: both")
 SPLIT_HELP = ("reference: the published split sizes (DD's test set then lacks a class: "
               "warned); corrected: sizes that leave every class in every part")
+
+
+def _method_help() -> str:
+    """``--method``'s help, from the registry (`uniimb methods` lists their presets)."""
+    return "; ".join(f"{m['name']}: {m['description']}" for m in methods_lib.describe()) + (
+        " (`uniimb methods` lists each one's presets)")
+
+
+def _preset_help() -> str:
+    """``--preset``'s help: each preset name with the methods that have it."""
+    users: dict[str, list[str]] = {}
+    for m in methods_lib.describe():
+        for p in m["presets"]:
+            users.setdefault(p["name"], []).append(m["name"])
+    return ("the method's settings (docs/presets.md); " + "; ".join(
+        f"{name}: {', '.join(ms)}" for name, ms in users.items()))
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):
@@ -88,8 +97,10 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--seed", type=int, default=0, help="first seed")
     t.add_argument("--epochs", type=int, default=None,
                    help=f"epoch budget (default 1000; {SYNTHETIC_DEFAULT_EPOCHS} on SYNTHETIC)")
-    t.add_argument("--preset", default="corrected", choices=config_lib.PRESETS, help=PRESET_HELP)
-    t.add_argument("--method", default="uniimb", choices=config_lib.METHODS, help=METHOD_HELP)
+    t.add_argument("--preset", default="corrected", choices=methods_lib.all_preset_names(),
+                   help=_preset_help())
+    t.add_argument("--method", default="uniimb", choices=methods_lib.method_names(),
+                   help=_method_help())
     t.add_argument("--split-protocol", default="reference", choices=config_lib.SPLIT_PROTOCOLS,
                    help=SPLIT_HELP)
     t.add_argument("--backbone", default=None, choices=("gin", "gcn", "sage"),
@@ -155,6 +166,10 @@ def build_parser() -> argparse.ArgumentParser:
                         formatter_class=_Formatter)
     rp.add_argument("workdirs", nargs="+", metavar="WORKDIR",
                     help="work directories holding results.json (two: also a paired Wilcoxon test)")
+
+    ms = sub.add_parser("methods", help="the registered methods, their presets and sources",
+                        formatter_class=_Formatter)
+    ms.add_argument("--json", action="store_true", help="print them as JSON")
 
     d = sub.add_parser("data", help="inspect datasets and splits", formatter_class=_Formatter)
     dsub = d.add_subparsers(dest="data_command", required=True)
@@ -380,6 +395,18 @@ def cmd_data_split(args) -> int:
     return 0
 
 
+def cmd_methods(args) -> int:
+    described = methods_lib.describe()
+    if args.json:
+        print(json.dumps(described, indent=2))
+        return 0
+    for m in described:
+        print(f"{m['name']}: {m['description']}")
+        for p in m["presets"]:
+            print(f"    --preset {p['name']}: {p['description']} [source: {p['source']}]")
+    return 0
+
+
 def main(argv: Optional[Sequence[str]] = None) -> int:
     args = build_parser().parse_args(argv)
     warnings.simplefilter("default", UserWarning)
@@ -392,6 +419,8 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             return cmd_predict(args)
         if args.command == "report":
             return cmd_report(args)
+        if args.command == "methods":
+            return cmd_methods(args)
         if args.data_command == "info":
             return cmd_data_info(args)
         return cmd_data_split(args)

@@ -26,12 +26,6 @@ from uniimb_jax.models.config import ModelConfig
 IMBALANCES = ("class", "topology", "intertwined")
 CLASS_DEGREES = ("extreme", "medium", "low")
 TOPOLOGY_DEGREES = ("high", "mid", "low")
-METHODS = ("uniimb", "gin", "gin-upsample", "gin-reweight")
-PRESETS = ("reference", "corrected", "g2gnn")
-# G2GNN's code (CIKM 2022), where the paper's GIN rows come from (docs/presets.md): weight
-# decay per baseline, lr 0.01, batch 64, early-stopping window 100, an MLP head.
-G2GNN_WEIGHT_DECAY = {"gin": 1e-3, "gin-upsample": 0.1, "gin-reweight": 1e-4}
-G2GNN_SETTINGS = dict(learning_rate=0.01, batch_size=64, early_stop_window=100)
 SPLIT_PROTOCOLS = ("reference", "corrected")
 BUDGETS = ("worst", "quantile")
 BATCHINGS = ("packed", "official")
@@ -78,6 +72,14 @@ PRESET_TABLE: dict[tuple[str, str], DatasetSettings] = {
 DEFAULT_SETTINGS = DatasetSettings(16, 16, 8, 32, 3, False, True)
 # Number of LapPE eigenvectors when LapPE is on (the reference's default).
 LAP_FREQS = 8
+
+
+def _method(name: str):
+    """The registered method ``name`` (:mod:`uniimb_jax.methods`, imported here because it
+    imports this module)."""
+    from uniimb_jax.methods import get_method
+
+    return get_method(name)
 
 
 @dataclasses.dataclass(frozen=True)
@@ -150,8 +152,8 @@ class TrainConfig:
 
     @property
     def uses_upsampling(self) -> bool:
-        """UniImb and GIN+up-sampling train on the up-sampled split (reference)."""
-        return self.method in ("uniimb", "gin-upsample")
+        """Whether the method trains on the up-sampled split (its sampler)."""
+        return _method(self.method).sampler == "upsample"
 
 
 def _check_choice(field: str, value: Any, allowed: tuple) -> None:
@@ -175,8 +177,7 @@ def validate_config(cfg: TrainConfig, *, num_graphs: Optional[int] = None) -> No
     _check_choice("imbalance", cfg.imbalance, IMBALANCES)
     degrees = TOPOLOGY_DEGREES if cfg.imbalance == "topology" else CLASS_DEGREES
     _check_choice("degree", cfg.degree, degrees)
-    _check_choice("method", cfg.method, METHODS)
-    _check_choice("preset", cfg.preset, PRESETS)
+    _method(cfg.method).preset(cfg.preset)  # both names checked against the registry
     _check_choice("split_protocol", cfg.split_protocol, SPLIT_PROTOCOLS)
     _check_choice("budget", cfg.budget, BUDGETS)
     _check_choice("batching", cfg.batching, BATCHINGS)
@@ -221,7 +222,8 @@ def check_settings_row(cfg: "TrainConfig") -> None:
     Raises:
       ConfigError: saying how to pass the settings.
     """
-    if (cfg.custom_settings or cfg.dataset.upper() == "SYNTHETIC" or cfg.preset == "g2gnn"
+    if (cfg.custom_settings or cfg.dataset.upper() == "SYNTHETIC"
+            or not _method(cfg.method).preset(cfg.preset).needs_settings_row
             or has_settings_row(cfg.dataset, cfg.imbalance)):
         return
     known = sorted({name for kind, name in PRESET_TABLE
@@ -265,33 +267,6 @@ def parse_settings(text: str) -> DatasetSettings:
     return DatasetSettings(**values)
 
 
-def model_config_for(settings: DatasetSettings, method: str, preset: str) -> ModelConfig:
-    """The model configuration of a preset row."""
-    is_uniimb = method == "uniimb"
-    # The UniImb behaviours of the GIN baselines' g2gnn preset are unused; "reference" fills them.
-    preset = "corrected" if preset == "corrected" else "reference"
-    if not settings.perturb or not is_uniimb:
-        perturbation = "off"
-    else:
-        perturbation = preset
-    return ModelConfig(
-        method="uniimb" if is_uniimb else "gin",
-        rwpe_steps=settings.pos_enc if is_uniimb else 0,
-        lap_freqs=LAP_FREQS if (settings.lappe and is_uniimb) else 0,
-        perturbation=perturbation,
-        mixup=is_uniimb,
-        num_prototypes=settings.num_prototypes,
-        k1=settings.k1,
-        k2=settings.k2,
-        bias_update=preset,
-        inference=preset,
-        lappe_form=preset,
-        # PyTorch's init is the published UniImb's; the GIN baselines' reference/corrected
-        # presets keep the settings they were measured with (g2gnn sets its own).
-        init="torch" if (preset == "reference" and is_uniimb) else "flax",
-    )
-
-
 def make_config(
     dataset: str = "SYNTHETIC",
     imbalance: str = "class",
@@ -312,34 +287,17 @@ def make_config(
         cfg = make_config("PROTEINS", "class", preset="reference", runs=20, epochs=50)
     """
     _check_choice("imbalance", imbalance, IMBALANCES)
-    _check_choice("method", method, METHODS)
-    _check_choice("preset", preset, PRESETS)
-    if preset == "g2gnn" and method == "uniimb":
-        raise ConfigError(
-            "preset='g2gnn' is G2GNN's settings for the GIN baselines; use it with --method "
-            "gin, gin-upsample or gin-reweight (UniImb: 'reference' or 'corrected')"
-        )
+    m = _method(method)
+    m.preset(preset)
     row = "topology" if imbalance == "topology" else "class"
     custom = settings is not None
     if settings is None:
         settings = PRESET_TABLE.get((row, dataset.upper()), DEFAULT_SETTINGS)
-    model = model_config_for(settings, method, preset)
-    if model_overrides:
-        try:
-            model = dataclasses.replace(model, **model_overrides)
-        except TypeError as err:
-            raise ConfigError(f"unknown model field in {sorted(model_overrides)}: {err}") from None
-    if preset == "g2gnn":
-        model = dataclasses.replace(model, classifier="mlp", init="torch")
-        for key, value in {**G2GNN_SETTINGS,
-                           "weight_decay": G2GNN_WEIGHT_DECAY[method]}.items():
-            overrides.setdefault(key, value)
+    model, run_defaults = m.configure(settings, preset, model_overrides)
+    for key, value in run_defaults.items():
+        overrides.setdefault(key, value)
     degree = overrides.pop("degree", "high" if imbalance == "topology" else "extreme")
     batch_size = overrides.pop("batch_size", settings.batch_size)
-    # The published loaders matter only where a prediction depends on its batch (UniImb).
-    overrides.setdefault(
-        "batching", "official" if (preset == "reference" and method == "uniimb") else "packed"
-    )
     try:
         cfg = TrainConfig(
             dataset=dataset,

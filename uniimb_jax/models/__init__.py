@@ -13,12 +13,15 @@ from uniimb_jax.models.balancing import (
 )
 from uniimb_jax.models.config import ModelConfig
 from uniimb_jax.models.encoders import create_backbone, sum_pool
-from uniimb_jax.models.model import UniImbModel, create_model
+from uniimb_jax.models.classifier import GraphClassifier
+from uniimb_jax.models.model import UniImbModel, create_model, embed_graphs
 from uniimb_jax.models.prototype import DynamicBalancedPrototype, RoutingStats
 
 __all__ = [
     "ModelConfig",
     "UniImbModel",
+    "GraphClassifier",
+    "embed_graphs",
     "create_model",
     "create_backbone",
     "sum_pool",

@@ -138,8 +138,6 @@ def update_prototype_state_step(
       cfg: model configuration (static).
     """
     bias, values, initialized = state
-    if cfg.method != "uniimb":
-        return state
     if cfg.bias_update == "corrected":
         u = u_distribution(cfg.u_dist, cfg.num_prototypes)
         target = usage_target(u, aux["selections"])
@@ -165,7 +163,7 @@ def update_prototype_state_epoch(
     factor 2 counts the mixup copies; the head factor is missing, as in the public code).
     Otherwise the state is returned unchanged.
     """
-    if cfg.method != "uniimb" or cfg.bias_update != "reference":
+    if cfg.bias_update != "reference":
         return state
     u = u_distribution(cfg.u_dist, cfg.num_prototypes)
     target = usage_target(u, 2 * batch_size * cfg.k2)

@@ -115,7 +115,7 @@ class ModelConfig:
     @property
     def frozen_perturbation(self) -> bool:
         """True when the perturbation MLP must never change (the reference's)."""
-        return self.method == "uniimb" and self.perturbation == "reference"
+        return self.perturbation == "reference"
 
     @property
     def head_dim(self) -> int:

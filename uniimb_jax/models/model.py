@@ -1,12 +1,11 @@
-"""The UniImb classifier and the plain GIN baseline, one Flax module selected by config.
-
-``method="uniimb"`` (docs/method.md §2)::
+"""The UniImb classifier (docs/method.md §2) and :func:`embed_graphs`, the backbone and
+pooling every method's model shares::
 
     perturb (edges, node features) -> encoder (GIN/GCN/SAGE + RWPE/LapPE) -> sum pooling
     -> [train: mixup, 2 n_graph rows] -> FFN -> DBP -> sigmoid(a0) * . -> FFN -> logits
 
-``method="gin"``: encoder -> sum pooling -> Dense, or G2GNN's Dense - ReLU - Dropout - Dense
-(``classifier="mlp"``) (the GIN baselines).
+The GIN baselines' model is :class:`uniimb_jax.models.classifier.GraphClassifier`;
+:func:`create_model` gives the model of any registered method (:mod:`uniimb_jax.methods`).
 
 Intermediates: ``mutable=["intermediates"]`` also returns what the model sows (graph
 embeddings, encoder FFN and DBP outputs, routing scores, top-K2 / top-K1 indices, prototype
@@ -37,8 +36,7 @@ RNG streams: ``"dropout"`` (FFN and perturbation-MLP dropout, training), ``"pert
 (perturbation masks: training, and evaluation in the reference mode), ``"mixup"`` (training
 with ``mixup=True``).
 
-``aux`` is a dict of arrays with the same structure for both methods (zeros for ``"gin"``),
-so it can be carried in a train state:
+``aux`` is a dict of arrays of fixed structure, so it can be carried in a train state:
 
 * ``"usage"``: ``[K] float32`` per-prototype selection counts ``n_k`` (real rows, mixed
   rows included, summed over heads);
@@ -61,7 +59,7 @@ from uniimb_jax.data import batch as batch_lib
 from uniimb_jax.data.batch import GraphBatch
 from uniimb_jax.errors import ConfigError
 from uniimb_jax.models.balancing import PrototypeState
-from uniimb_jax.models.config import METHODS, ModelConfig
+from uniimb_jax.models.config import ModelConfig
 from uniimb_jax.models.encoders import (
     MessageGraph,
     create_backbone,
@@ -93,6 +91,50 @@ def _masked_mean(x: jax.Array, mask: jax.Array) -> jax.Array:
     return jnp.sum(jnp.where(mask, x, 0.0)) / jnp.maximum(jnp.sum(mask), 1)
 
 
+def embed_graphs(cfg: ModelConfig, batch: GraphBatch, edge_weight: jax.Array,
+                 node_keep: jax.Array, *, train: bool) -> jax.Array:
+    """``[n_graph, d]`` sum-pooled node embeddings of the backbone ``cfg.backbone`` (with
+    RWPE / LapPE where ``cfg`` asks), as a submodule ``"encoder"`` of the calling module.
+
+    Call it from inside a compact ``__call__``: every method's model embeds graphs this way.
+
+    Args:
+      edge_weight: ``[n_edge] float32`` weight of every edge (0 = dropped or padding).
+      node_keep: ``[n_node] float32`` multiplier of every node's input features.
+    """
+    g = batch.graphs
+    nodes = g.nodes
+    x = jnp.asarray(nodes[batch_lib.NODE_FEATURES], jnp.float32)
+    x = x * node_keep[:, None]
+    # Message passing stops after the last real edge: the padding tail of a batch's edge
+    # budget (37% of it on an average COLLAB batch) is skipped, not summed as zeros.
+    graph = MessageGraph(g.senders, g.receivers, edge_weight, batch.node_mask,
+                         num_edges=real_edge_count(batch.edge_mask))
+    encoder = create_backbone(
+        cfg.backbone,
+        num_layers=cfg.num_layers,
+        hidden=cfg.hidden,
+        rwpe_steps=cfg.rwpe_steps,
+        lap_freqs=cfg.lap_freqs,
+        lappe_form=cfg.lappe_form,
+        module_name="encoder",
+    )
+    lap = None
+    if cfg.lap_freqs and cfg.lappe_form == "reference":
+        # From the unperturbed graph: the published eigenpairs are precomputed per dataset.
+        lap = graph_size_and_trace(g.n_node, g.n_edge, batch.graph_mask, batch.node_graph,
+                                   g.senders, g.receivers)
+    elif cfg.lap_freqs:
+        lap = tuple(
+            jnp.asarray(nodes[name], jnp.float32)
+            for name in (batch_lib.NODE_LAP_VEC, batch_lib.NODE_LAP_VAL,
+                         batch_lib.NODE_LAP_MASK)
+        )
+    rwpe = jnp.asarray(nodes[batch_lib.NODE_RWPE], jnp.float32) if cfg.rwpe_steps else None
+    h = encoder(x, graph, rwpe=rwpe, lap=lap, train=train)
+    return sum_pool(h, batch.node_graph, batch.n_graph)
+
+
 class UniImbModel(nn.Module):
     """Graph classifier (module docstring).
 
@@ -113,7 +155,7 @@ class UniImbModel(nn.Module):
 
         Args:
           batch: padded batch (``n_graph = B + 1`` slots, masks included).
-          proto: prototype state (selection bias, EMA values); unused by ``method="gin"``.
+          proto: prototype state (selection bias, EMA values).
           train: training mode (dropout, BatchNorm batch statistics, perturbation, mixup).
           perturbation_masks: optional ``(edge_keep [n_edge], node_keep [n_node])`` applied
             instead of the perturbation's random draws (replaying recorded draws).
@@ -123,9 +165,6 @@ class UniImbModel(nn.Module):
           with ``batch.graph_mask``) and the ``aux`` dict of the module docstring.
         """
         cfg = self.cfg
-        g = batch.graphs
-        nodes = g.nodes
-        x = jnp.asarray(nodes[batch_lib.NODE_FEATURES], jnp.float32)
         aux = empty_aux(cfg)
 
         edge_weight = batch.edge_mask.astype(jnp.float32)
@@ -137,47 +176,8 @@ class UniImbModel(nn.Module):
             edge_weight, node_keep = pert.edge_weight, pert.node_keep
             aux["edge_drop_ratio"] = _masked_mean(pert.edge_drop_ratio, batch.graph_mask)
             aux["node_mask_ratio"] = _masked_mean(pert.node_mask_ratio, batch.graph_mask)
-        x = x * node_keep[:, None]
-
-        # Message passing stops after the last real edge: the padding tail of a batch's edge
-        # budget (37% of it on an average COLLAB batch) is skipped, not summed as zeros.
-        graph = MessageGraph(g.senders, g.receivers, edge_weight, batch.node_mask,
-                             num_edges=real_edge_count(batch.edge_mask))
-        encoder = create_backbone(
-            cfg.backbone,
-            num_layers=cfg.num_layers,
-            hidden=cfg.hidden,
-            rwpe_steps=cfg.rwpe_steps,
-            lap_freqs=cfg.lap_freqs,
-            lappe_form=cfg.lappe_form,
-            module_name="encoder",
-        )
-        lap = None
-        if cfg.lap_freqs and cfg.lappe_form == "reference":
-            # From the unperturbed graph: the published eigenpairs are precomputed per dataset.
-            lap = graph_size_and_trace(g.n_node, g.n_edge, batch.graph_mask, batch.node_graph,
-                                       g.senders, g.receivers)
-        elif cfg.lap_freqs:
-            lap = tuple(
-                jnp.asarray(nodes[name], jnp.float32)
-                for name in (batch_lib.NODE_LAP_VEC, batch_lib.NODE_LAP_VAL,
-                             batch_lib.NODE_LAP_MASK)
-            )
-        rwpe = jnp.asarray(nodes[batch_lib.NODE_RWPE], jnp.float32) if cfg.rwpe_steps else None
-        h = encoder(x, graph, rwpe=rwpe, lap=lap, train=train)
-        emb = sum_pool(h, batch.node_graph, batch.n_graph)  # [n_graph, d]
+        emb = embed_graphs(cfg, batch, edge_weight, node_keep, train=train)
         self.sow("intermediates", "graph_emb", emb)
-
-        if cfg.method == "gin":
-            if cfg.classifier == "mlp":  # G2GNN's head
-                z = nn.relu(nn.Dense(cfg.hidden, name="classifier_hidden")(emb))
-                z = nn.Dropout(cfg.classifier_dropout, deterministic=not train)(z)
-                logits = nn.Dense(self.num_classes, name="classifier")(z)
-            else:
-                logits = nn.Dense(self.num_classes, name="classifier")(emb)
-            return logits.astype(jnp.float32), aux
-        if cfg.method != "uniimb":
-            raise ConfigError(f"method={cfg.method!r} is not valid; expected one of {list(METHODS)}")
 
         rows, row_mask = emb, batch.graph_mask
         if train and cfg.mixup:
@@ -204,13 +204,16 @@ class UniImbModel(nn.Module):
         return logits[: batch.n_graph].astype(jnp.float32), aux
 
 
-def create_model(cfg: ModelConfig, num_classes: int) -> UniImbModel:
-    """The model of ``cfg`` (validated here, so a bad name fails before any tracing).
+def create_model(cfg: ModelConfig, num_classes: int) -> nn.Module:
+    """The trained model of ``cfg.method`` (the method registry's ``"default"`` module),
+    validated here so that a bad name fails before any tracing.
 
     Raises:
       ConfigError: on an invalid configuration or ``num_classes < 2``.
     """
+    from uniimb_jax.methods import get_method  # the registry imports the models
+
     cfg.validate()
     if isinstance(num_classes, bool) or not isinstance(num_classes, int) or num_classes < 2:
         raise ConfigError(f"num_classes={num_classes!r} is out of range; expected >= 2")
-    return UniImbModel(cfg=cfg, num_classes=num_classes)
+    return get_method(cfg.method).create_models(cfg, num_classes)["default"]

@@ -26,13 +26,13 @@ import optax
 
 from uniimb_jax.config import TrainConfig
 from uniimb_jax.data import device_batching
-from uniimb_jax.models import balancing
-from uniimb_jax.models.model import create_model
+from uniimb_jax.methods import get_method
 from uniimb_jax.train import early_stopping as es
 from uniimb_jax.train import metrics as metrics_lib
 from uniimb_jax.models.torch_init import torch_default_init
 from uniimb_jax.train.optim import frozen_parameters, make_optimizer
 from uniimb_jax.train.state import SeedData, TrainState
+from uniimb_jax.errors import ConfigError
 
 _SHUFFLE, _STEP, _EVAL = 0, 1, 2
 
@@ -100,21 +100,26 @@ class StaticSpec:
 
 
 class Engine:
-    """Builds the model and the pure per-seed functions for one configuration."""
+    """Builds the model and the pure per-seed functions for one configuration.
+
+    The method (``cfg.method``, from :mod:`uniimb_jax.methods`) gives the models, its own
+    state and its transitions, the loss and the extra evaluations; the engine never asks
+    which method it runs.
+    """
 
     def __init__(self, cfg: TrainConfig, spec: StaticSpec):
         self.cfg = cfg
         self.spec = spec
-        self.model = create_model(cfg.model, spec.num_classes)
-        # The same parameters read batch-independently: prototype values from the EMA
-        # (evaluation (c) of docs/evaluation.md; identical to self.model when corrected).
-        self.independent_model = create_model(
-            dataclasses.replace(cfg.model, inference="corrected"), spec.num_classes
-        )
+        self.method = get_method(cfg.method)
+        cfg.model.validate()
+        if spec.num_classes < 2:
+            raise ConfigError(f"num_classes={spec.num_classes!r} is out of range; expected >= 2")
+        # {"default": trained model, other names: the method's evaluations' models}
+        self.models = dict(self.method.create_models(cfg.model, spec.num_classes))
+        self.model = self.models["default"]
         self.tx = make_optimizer(
             cfg.learning_rate, cfg.weight_decay, frozen=frozen_parameters(cfg.model)
         )
-        self.u = balancing.u_distribution(cfg.model.u_dist, cfg.model.num_prototypes)
 
     # ------------------------------------------------------------------ helpers
     def _batch(self, dd, indices):
@@ -133,7 +138,7 @@ class Engine:
         init_key = jax.random.fold_in(root, 3)
         k_params, k_rest = jax.random.split(init_key)
         rngs = {"params": k_params, **self._rngs(k_rest)}
-        proto = balancing.init_prototype_state(self.cfg.model)
+        proto = self.method.init_state(self.cfg.model)
         variables = self.model.init(rngs, batch, proto, train=False)
         params = variables["params"]
         if self.cfg.model.init == "torch":
@@ -148,16 +153,16 @@ class Engine:
             params=params,
             batch_stats=batch_stats,
             opt_state=self.tx.init(params),
-            proto=proto,
+            method_state=proto,
             step=jnp.zeros((), jnp.int32),
             epoch=jnp.zeros((), jnp.int32),
             key=jax.random.key_data(root),
             best_params=params,
             best_batch_stats=batch_stats,
-            best_proto=proto,
+            best_method_state=proto,
             early=early,
             diverged=jnp.zeros((), bool),
-            last_usage=jax.tree.map(jnp.zeros_like, aux),
+            last_aux=jax.tree.map(jnp.zeros_like, aux),
         )
 
     # --------------------------------------------------------------------- step
@@ -171,7 +176,7 @@ class Engine:
             (logits, aux), updates = self.model.apply(
                 {"params": params, "batch_stats": state.batch_stats},
                 batch,
-                state.proto,
+                state.method_state,
                 train=True,
                 rngs=self._rngs(step_key),
                 mutable=["batch_stats"],
@@ -179,9 +184,7 @@ class Engine:
             ce = metrics_lib.softmax_cross_entropy(
                 logits, batch.labels, batch.graph_mask, class_weights
             )
-            loss = ce
-            if mcfg.method == "uniimb" and mcfg.ib_weight > 0:
-                loss = loss + mcfg.ib_weight * balancing.ib_loss(aux["routing_probs"], self.u)
+            loss = self.method.loss(ce, aux, mcfg)
             return loss, (ce, aux, updates)
 
         (loss, (ce, aux, updates)), grads = jax.value_and_grad(loss_fn, has_aux=True)(
@@ -189,16 +192,13 @@ class Engine:
         )
         opt_updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
         params = optax.apply_updates(state.params, opt_updates)
-        # Acts only on what the config assigns to the per-step schedule (bias and/or EMA of
-        # the prototype values); a no-op for the baselines.
-        proto = balancing.update_prototype_state_step(state.proto, aux, mcfg)
         new_state = state._replace(
             params=params,
             batch_stats=updates.get("batch_stats", state.batch_stats),
             opt_state=opt_state,
-            proto=proto,
+            method_state=self.method.after_step(state.method_state, aux, mcfg),
             step=state.step + 1,
-            last_usage=aux,
+            last_aux=aux,
         )
         return new_state, {"loss": loss, "ce": ce, "graphs": jnp.sum(batch.graph_mask)}
 
@@ -290,14 +290,15 @@ class Engine:
     # --------------------------------------------------------------- evaluation
     def evaluate(
         self, variables, proto, indices: jax.Array, scored: jax.Array, dd, key,
-        independent: bool = False, budget: tuple[int, int] | None = None,
+        model: str = "default", budget: tuple[int, int] | None = None,
         small: tuple[int, int] = (0, 0),
     ) -> EvalResult:
         """Evaluates ``variables`` on ``indices [nb*B]`` (``-1`` = empty slot).
 
         Only slots with ``scored [nb*B] bool`` enter the loss and the predictions; the
         others (copies filling the published loader's last batch) only join the forward
-        pass. ``independent``: prototype values from the EMA (batch-independent).
+        pass. ``model``: which of the method's models predicts (``"default"``, or one its
+        evaluations name, e.g. UniImb's batch-independent ``"independent"``).
         ``budget``: ``(n_node, n_edge)`` of a batch, default the validation budget;
         ``small``: a smaller budget for the batches that fit it (a branch; unbatched seeds
         only), ``(0, 0)`` = none.
@@ -306,13 +307,13 @@ class Engine:
         b = self.spec.batch_size
         idx = indices.reshape(-1, b)
         sc = scored.reshape(-1, b)
-        model = self.independent_model if independent else self.model
+        module = self.models[model]
 
         def forward_at(nodes, edges):
             def forward(batch_idx, batch_key):
                 batch = device_batching.gather_batch(dd, batch_idx, nodes, edges)
-                logits, _ = model.apply(variables, batch, proto, train=False,
-                                        rngs=self._rngs(batch_key))
+                logits, _ = module.apply(variables, batch, proto, train=False,
+                                         rngs=self._rngs(batch_key))
                 return logits, batch.labels, batch.graph_mask
             return forward
 
@@ -359,8 +360,8 @@ class Engine:
         eval_key = jax.random.fold_in(jax.random.fold_in(root, _EVAL), state.epoch)
         small = ((self.spec.small_eval_n_node, self.spec.small_eval_n_edge) if size_classes
                  else (0, 0))
-        val = self.evaluate(variables, trained.proto, data.val_idx, data.val_scored, dd,
-                            eval_key, small=small)
+        val = self.evaluate(variables, trained.method_state, data.val_idx, data.val_scored,
+                            dd, eval_key, small=small)
         early, improved = es.update_early_stopping(
             trained.early, val.loss, state.epoch, self.cfg.epochs, self.cfg.early_stop_window
         )
@@ -376,12 +377,12 @@ class Engine:
             best_batch_stats=es.select_where(
                 keep_best, trained.batch_stats, state.best_batch_stats
             ),
-            best_proto=es.select_where(keep_best, trained.proto, state.best_proto),
-            # The reference schedule's once-per-epoch bias update, after validation as
-            # published (validation and the selected model use the epoch's bias before
-            # it); a no-op otherwise.
-            proto=balancing.update_prototype_state_epoch(
-                trained.proto, trained.last_usage, self.cfg.model, self.spec.batch_size
+            best_method_state=es.select_where(keep_best, trained.method_state,
+                                              state.best_method_state),
+            # After validation (UniImb's reference schedule updates its bias here, as
+            # published: validation and the selected model use the epoch's bias before it).
+            method_state=self.method.after_epoch(
+                trained.method_state, trained.last_aux, self.cfg.model, self.spec.batch_size
             ),
         )
         new_state = es.select_where(active, new_state, state)
@@ -451,18 +452,16 @@ class Engine:
         variables = {"params": state.best_params, "batch_stats": state.best_batch_stats}
         root = jax.random.wrap_key_data(state.key)
         out = {}
-        evals = [("test", data.test_idx, data.test_scored, 4, False),
-                 ("val", data.val_idx, data.val_scored, 5, False)]
-        if self.cfg.model.method == "uniimb":
-            # The leakage measurement (docs/evaluation.md): the same selected model on the
-            # same test graphs in a random order, and batch-independently.
-            evals += [("test_shuffled", data.test_shuffled_idx, data.test_shuffled_scored, 6,
-                       False),
-                      ("test_independent", data.test_idx, data.test_scored, 4, True)]
-        for name, idx, scored, stream, independent in evals:
+        lists = {"test": (data.test_idx, data.test_scored),
+                 "val": (data.val_idx, data.val_scored),
+                 "test_shuffled": (data.test_shuffled_idx, data.test_shuffled_scored)}
+        evals = [("test", "test", "default", 4), ("val", "val", "default", 5)]
+        evals += [(e.name, e.order, e.model, e.stream) for e in self.method.evaluations]
+        for name, order, model, stream in evals:
             budget = self.spec.eval_budget if name == "val" else self.spec.test_budget
-            res = self.evaluate(variables, state.best_proto, idx, scored, dd,
-                                jax.random.fold_in(root, stream), independent=independent,
+            idx, scored = lists[order]
+            res = self.evaluate(variables, state.best_method_state, idx, scored, dd,
+                                jax.random.fold_in(root, stream), model=model,
                                 budget=budget)
             scores = metrics_lib.classification_metrics(res.confusion)
             c = self.spec.num_classes

@@ -24,6 +24,7 @@ from uniimb_jax.data.dataset import GraphDataset, without_self_loops
 from uniimb_jax.data.features import compute_features
 from uniimb_jax.data.splits import Split, make_split
 from uniimb_jax.errors import ConfigError, SplitError
+from uniimb_jax.methods import get_method
 from uniimb_jax.train import sharding as sharding_lib
 from uniimb_jax.train.engine import Engine, StaticSpec
 from uniimb_jax.train.state import SeedData
@@ -41,7 +42,8 @@ def load_dataset(
 ) -> GraphDataset:
     """The configured dataset: the embedded synthetic one or a TU dataset.
 
-    The reference preset drops self-loops, as PyG's TU reader does for the published code.
+    Presets that read graphs as the published code did drop self-loops, as PyG's TU reader
+    does (:attr:`~uniimb_jax.methods.Preset.drop_self_loops`).
     """
     if cfg.dataset.upper() == SYNTHETIC:
         from uniimb_jax.data.synthetic import make_synthetic
@@ -52,7 +54,8 @@ def load_dataset(
 
         ds = load_tu_dataset(cfg.dataset, data_dir=data_dir, cache_dir=cache_dir,
                              download=download)
-    return without_self_loops(ds) if cfg.preset == "reference" else ds
+    preset = get_method(cfg.method).preset(cfg.preset)
+    return without_self_loops(ds) if preset.drop_self_loops else ds
 
 
 def node_feature_dict(ds: GraphDataset, cfg: TrainConfig, cache_dir: Optional[str]) -> dict:
@@ -76,12 +79,13 @@ def node_feature_dict(ds: GraphDataset, cfg: TrainConfig, cache_dir: Optional[st
 def draw_splits(ds: GraphDataset, cfg: TrainConfig) -> list[Split]:
     """One split per seed: each from its own seed, or one fixed split for every seed.
 
-    The fixed split is ``cfg.split_file`` when given; for the reference preset's topology
-    runs it is the packaged reference file of the dataset and mode where one exists, else
+    The fixed split is ``cfg.split_file`` when given; for the topology runs of a preset with
+    :attr:`~uniimb_jax.methods.Preset.fixed_topology_split` it is the packaged reference file of the dataset and mode where one exists, else
     the split of the first seed (the published code runs all seeds on one split file).
     """
     path = cfg.split_file
-    if path is None and cfg.preset == "reference" and cfg.imbalance == "topology":
+    fixed = get_method(cfg.method).preset(cfg.preset).fixed_topology_split
+    if path is None and fixed and cfg.imbalance == "topology":
         ref = splits_lib.reference_split_path(ds.name, cfg.degree)
         path = None if ref is None else str(ref)
         if ref is None:
@@ -186,14 +190,9 @@ def seed_data_from_splits(
     else:
         eval_budget = (budget.n_node, budget.n_edge) * 2
     c = ds.num_classes
-    weights = []
-    for tr in trains:
-        if cfg.method == "gin-reweight":
-            counts = np.bincount(ds.graph_labels[tr], minlength=c).astype(np.float64)
-            w = np.where(counts > 0, len(tr) / (c * np.maximum(counts, 1)), 0.0)
-        else:
-            w = np.ones(c)
-        weights.append(w.astype(np.float32))
+    method = get_method(cfg.method)
+    weights = [np.asarray(method.class_weights(ds.graph_labels[tr], c), np.float32)
+               for tr in trains]
     data = SeedData(
         train_idx=np.stack([_pad(np.asarray(t), t_len) for t in trains]),
         num_train=np.array([len(t) for t in trains], np.int32),

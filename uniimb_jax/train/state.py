@@ -12,7 +12,6 @@ from typing import Any, NamedTuple
 
 import jax
 
-from uniimb_jax.models.balancing import PrototypeState
 from uniimb_jax.train.early_stopping import EarlyStopState
 
 
@@ -23,29 +22,32 @@ class TrainState(NamedTuple):
       params: model parameters.
       batch_stats: BatchNorm running statistics.
       opt_state: optax state of :func:`uniimb_jax.train.optim.make_optimizer`.
-      proto: prototype bias (selection only, no gradient) and EMA prototype values.
+      method_state: the method's own state (any pytree, no gradient; UniImb's prototype
+        bias and EMA prototype values), advanced by the method after every step and epoch.
       step: ``[] int32`` optimizer steps taken.
       epoch: ``[] int32`` epochs completed.
       key: ``[2] uint32`` raw key data of the seed's root key (raw so that orbax can save it).
-      best_params, best_batch_stats, best_proto: the variables at the lowest validation loss.
+      best_params, best_batch_stats, best_method_state: the variables at the lowest
+        validation loss.
       early: early-stopping bookkeeping (validation-loss history, best epoch, stopped flag).
       diverged: ``[] bool`` set once a training loss is NaN/inf; the seed then stops changing.
-      last_usage: the last training batch's routing statistics (reference bias schedule).
+      last_aux: the model's ``aux`` of the last training step (read after the epoch; UniImb's
+        routing statistics for the reference bias schedule).
     """
 
     params: Any
     batch_stats: Any
     opt_state: Any
-    proto: PrototypeState
+    method_state: Any
     step: jax.Array
     epoch: jax.Array
     key: jax.Array
     best_params: Any
     best_batch_stats: Any
-    best_proto: PrototypeState
+    best_method_state: Any
     early: EarlyStopState
     diverged: jax.Array
-    last_usage: Any
+    last_aux: Any
 
     @property
     def active(self) -> jax.Array:

@@ -2,8 +2,9 @@
 
 At the end of training every seed's selected variables (those of its lowest validation
 loss) are written to ``WORKDIR/selected/seed-<S>.npz``: flat arrays named
-``params/<module>/.../<leaf>``, ``batch_stats/...`` and ``proto/bias``, ``proto/values``,
-``proto/ema_initialized`` (the prototype state), a few hundred kB to a few MB per seed,
+``params/<module>/.../<leaf>``, ``batch_stats/...`` and ``method_state/...`` (the method's
+own state: UniImb's ``bias``, ``values``, ``ema_initialized``; files written before the method
+registry name it ``proto/...``), a few hundred kB to a few MB per seed,
 independent of the sweep's stacked checkpoints (which ``experiments/run_table.py`` deletes).
 
     run = load_run("runs/my-run")                      # reads config.json + selected/
@@ -27,7 +28,7 @@ from typing import Any, Optional, Union
 import jax
 import jax.numpy as jnp
 import numpy as np
-from flax import traverse_util
+from flax import serialization, traverse_util
 
 from uniimb_jax.config import TrainConfig
 from uniimb_jax.data import batching
@@ -35,7 +36,7 @@ from uniimb_jax.data.dataset import GraphDataset, without_self_loops
 from uniimb_jax.data.features import compute_features
 from uniimb_jax.errors import ConfigError, UniImbError
 from uniimb_jax.models import create_model
-from uniimb_jax.models.balancing import PrototypeState
+from uniimb_jax.methods import get_method
 from uniimb_jax.train.workdir import load_config
 
 SELECTED_DIR = "selected"
@@ -48,7 +49,8 @@ def selected_on_host(state: Any) -> dict:
 
     return jax.tree.map(to_host, {"params": state.best_params,
                                   "batch_stats": state.best_batch_stats,
-                                  "proto": state.best_proto._asdict()})
+                                  "method_state": serialization.to_state_dict(
+                                      state.best_method_state)})
 
 
 def save_selected(workdir: pathlib.Path, seeds: list[int], host: dict, num_classes: int) -> None:
@@ -64,14 +66,22 @@ def save_selected(workdir: pathlib.Path, seeds: list[int], host: dict, num_class
         tmp.replace(out / f"seed-{seed}.npz")
 
 
-def _load_selected(path: pathlib.Path) -> tuple[dict, PrototypeState, int]:
+def _load_selected(path: pathlib.Path, template: Any) -> tuple[dict, Any, int]:
+    """``(variables, method_state, num_classes)`` of one seed's file; ``template`` is the
+    method's initial state (its structure)."""
     with np.load(path, allow_pickle=False) as npz:
         flat = {k: npz[k] for k in npz.files}
     num_classes = int(flat.pop("num_classes"))
     tree = traverse_util.unflatten_dict(flat, sep="/")
-    proto = PrototypeState(**{k: jnp.asarray(v) for k, v in tree.pop("proto").items()})
+    saved = tree.pop("method_state", None)
+    if saved is None:
+        saved = tree.pop("proto", {})  # written before the method registry
+    state = template
+    if jax.tree.leaves(template):  # a method without state ignores a legacy "proto"
+        state = serialization.from_state_dict(
+            template, jax.tree.map(jnp.asarray, saved))
     variables = {"params": tree["params"], "batch_stats": tree.get("batch_stats", {})}
-    return variables, proto, num_classes
+    return variables, state, num_classes
 
 
 @dataclasses.dataclass
@@ -81,7 +91,7 @@ class TrainedRun:
     cfg: TrainConfig
     seeds: list[int]
     variables: dict[int, dict]
-    protos: dict[int, PrototypeState]
+    protos: dict[int, Any]  # the method's state of every seed
     num_classes: int
 
     def predict(self, graphs: GraphDataset, seed: Optional[int] = None) -> np.ndarray:
@@ -94,7 +104,8 @@ class TrainedRun:
         if seed is not None and seed not in self.variables:
             raise ConfigError(f"seed={seed} is not a seed of this run; it has {self.seeds}")
         cfg = self.cfg
-        ds = without_self_loops(graphs) if cfg.preset == "reference" else graphs
+        preset = get_method(cfg.method).preset(cfg.preset)
+        ds = without_self_loops(graphs) if preset.drop_self_loops else graphs
         feats = compute_features(ds, feature_kind=cfg.feature_kind,
                                  rwpe_steps=cfg.model.rwpe_steps,
                                  lap_freqs=cfg.model.lap_feature_width)
@@ -149,8 +160,9 @@ def load_run(workdir: Union[str, pathlib.Path]) -> TrainedRun:
             f"{folder} holds no seed-<S>.npz: the run has not finished (rerun the same "
             "`uniimb train` command to finish it and write them)"
         )
+    template = get_method(cfg.method).init_state(cfg.model)
     variables, protos, num_classes = {}, {}, 0
     for path in files:
         seed = int(path.stem.split("-")[1])
-        variables[seed], protos[seed], num_classes = _load_selected(path)
+        variables[seed], protos[seed], num_classes = _load_selected(path, template)
     return TrainedRun(cfg, sorted(variables), variables, protos, num_classes)

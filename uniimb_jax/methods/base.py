@@ -1,0 +1,206 @@
+"""What a method is to the engine: a few pure functions and some data, like an optax
+transformation (``../shared/docs/STYLE.md``, "Many methods, one engine").
+
+The engine (:mod:`uniimb_jax.train`) calls a :class:`Method` at fixed points and never asks
+its name:
+
+============================  ==============================================================
+point                         what the method gives
+============================  ==============================================================
+configuration                 :attr:`Method.presets` (data, each citing its source) and
+                              :attr:`Method.configure` (a preset row -> model + run settings)
+host preparation              :attr:`Method.sampler` (which training list: ``"upsample"``
+                              trains on the up-sampled split) and :attr:`Method.class_weights`
+                              (per-class loss weights from a training list)
+initialisation                :attr:`Method.create_models` (Flax modules, ``"default"`` and
+                              any other the evaluations name) and :attr:`Method.init_state`
+                              (the method's own non-gradient state, any pytree)
+loss                          :attr:`Method.loss` (the weighted cross-entropy plus the
+                              method's terms)
+after a step / an epoch       :attr:`Method.after_step`, :attr:`Method.after_epoch` (pure
+                              transitions of the method's state)
+prediction                    ``model.apply(variables, batch, method_state, train=False)``
+                              -> ``(logits [n_graph, C], aux)``
+extra evaluations             :attr:`Method.evaluations` (beside the official test score)
+============================  ==============================================================
+
+Every module's ``__call__`` takes ``(batch, method_state, *, train)`` and returns
+``(logits, aux)``: ``aux`` is a dict of arrays the method's transitions read (``{}`` when it
+has none); the engine carries the last training step's ``aux`` in the state
+(``TrainState.last_aux``) for :attr:`Method.after_epoch`.
+
+Samplers and losses compose with any method: :func:`with_upsampling` and
+:func:`with_class_weights` return the method with a sampler or a loss weighting added (GIN +
+up-sampling is the GIN method with the up-sampling sampler, not a method of its own).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from typing import Any, Callable, Mapping, Optional
+
+import jax
+import numpy as np
+
+from uniimb_jax.errors import ConfigError
+
+SAMPLERS = (None, "upsample")
+
+
+@dataclasses.dataclass(frozen=True)
+class Preset:
+    """One named set of settings of a method, with where its numbers come from.
+
+    Attributes:
+      name: as given to ``--preset``.
+      description: one line for ``uniimb methods``.
+      source: the script, paper table or doc its settings come from.
+      drop_self_loops: read TU graphs without self-loops (PyG's TU reader, which the
+        published code used).
+      fixed_topology_split: topology-imbalance runs use one fixed split for every seed (the
+        packaged reference split file where one exists), as the published scripts do.
+      needs_settings_row: the run needs the per-dataset row of
+        :data:`uniimb_jax.config.PRESET_TABLE` (else a dataset without a row is refused).
+    """
+
+    name: str
+    description: str
+    source: str
+    drop_self_loops: bool = False
+    fixed_topology_split: bool = False
+    needs_settings_row: bool = True
+
+
+@dataclasses.dataclass(frozen=True)
+class Evaluation:
+    """A test evaluation beside the official one (docs/evaluation.md).
+
+    Attributes:
+      name: key of the scores (``results.json``: ``"test_shuffled"``, ...).
+      order: the index list evaluated, ``"test"`` (the official order) or
+        ``"test_shuffled"`` (the same graphs in a random order).
+      model: which of :attr:`Method.create_models`' modules predicts.
+      stream: the key stream (``fold_in(root, stream)``) of its randomness.
+    """
+
+    name: str
+    order: str
+    model: str
+    stream: int
+
+
+def _identity_step(state, aux, model_cfg):
+    return state
+
+
+def _identity_epoch(state, last_aux, model_cfg, batch_size):
+    return state
+
+
+def _plain_loss(ce, aux, model_cfg):
+    return ce
+
+
+def _no_state(model_cfg):
+    return ()
+
+
+def uniform_class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """``[C] float32`` ones: every class weighs the same."""
+    return np.ones(num_classes, np.float32)
+
+
+def inverse_frequency_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
+    """``[C] float32`` ``n / (C * n_c)`` from the training labels ``[n]`` (0 for an absent
+    class): scikit-learn's ``"balanced"`` class weights, G2GNN's re-weighting baseline."""
+    counts = np.bincount(labels, minlength=num_classes).astype(np.float64)
+    w = np.where(counts > 0, len(labels) / (num_classes * np.maximum(counts, 1)), 0.0)
+    return w.astype(np.float32)
+
+
+@dataclasses.dataclass(frozen=True)
+class Method:
+    """A training rule the engine runs without knowing it (module docstring).
+
+    Attributes:
+      name: registry name (``--method``).
+      description: one line for ``uniimb methods`` and ``--help``.
+      presets: the presets it accepts, the first one being the default.
+      configure: ``(settings, preset_name, model_overrides) -> (ModelConfig, run_defaults)``:
+        the model configuration of a preset row (the user's model overrides applied where
+        the preset allows) and the run settings the preset sets unless the user does (a
+        dict of :class:`~uniimb_jax.config.TrainConfig` fields).
+      create_models: ``(ModelConfig, num_classes) -> {name: flax module}``; ``"default"``
+        trains and predicts, the others serve :attr:`evaluations`. Every module shares the
+        default one's parameters.
+      init_state: ``ModelConfig -> pytree``: the method's own state (no gradient).
+      loss: ``(ce [], aux, ModelConfig) -> []``: the training loss from the (class-weighted)
+        cross-entropy and the model's ``aux``.
+      after_step: ``(state, aux, ModelConfig) -> state`` after every optimizer step.
+      after_epoch: ``(state, last_aux, ModelConfig, batch_size) -> state`` after every
+        epoch's validation.
+      evaluations: test evaluations besides the official one.
+      sampler: ``None`` (the split's training list) or ``"upsample"`` (its up-sampled list).
+      class_weights: ``(labels [n] int, C) -> [C] float32`` loss weights per class from a
+        seed's training list.
+    """
+
+    name: str
+    description: str
+    presets: tuple[Preset, ...]
+    configure: Callable[..., tuple[Any, dict]]
+    create_models: Callable[[Any, int], Mapping[str, Any]]
+    init_state: Callable[[Any], Any] = _no_state
+    loss: Callable[..., jax.Array] = _plain_loss
+    after_step: Callable[..., Any] = _identity_step
+    after_epoch: Callable[..., Any] = _identity_epoch
+    evaluations: tuple[Evaluation, ...] = ()
+    sampler: Optional[str] = None
+    class_weights: Callable[[np.ndarray, int], np.ndarray] = uniform_class_weights
+
+    def __post_init__(self):
+        if self.sampler not in SAMPLERS:
+            raise ValueError(f"sampler={self.sampler!r} is not valid; expected one of {SAMPLERS}")
+        if not self.presets:
+            raise ValueError(f"method {self.name!r} has no preset")
+
+    @property
+    def preset_names(self) -> tuple[str, ...]:
+        return tuple(p.name for p in self.presets)
+
+    def preset(self, name: str) -> Preset:
+        """The preset called ``name``.
+
+        Raises:
+          ConfigError: naming the method's presets.
+        """
+        for p in self.presets:
+            if p.name == name:
+                return p
+        raise ConfigError(
+            f"preset={name!r} is not valid for method {self.name!r}; expected one of "
+            f"{list(self.preset_names)}"
+        )
+
+
+def with_upsampling(method: Method, name: str, description: str) -> Method:
+    """``method`` trained on the up-sampled training list (every class repeated up to the
+    largest one's count: :func:`uniimb_jax.data.splits.upsample`)."""
+    return dataclasses.replace(method, name=name, description=description, sampler="upsample")
+
+
+def with_class_weights(method: Method, name: str, description: str,
+                       weights: Callable[[np.ndarray, int], np.ndarray] = inverse_frequency_weights
+                       ) -> Method:
+    """``method`` with a class-weighted cross-entropy (default: inverse class frequency)."""
+    return dataclasses.replace(method, name=name, description=description, class_weights=weights)
+
+
+def apply_model_overrides(model: Any, overrides: Optional[Mapping[str, Any]]) -> Any:
+    """``dataclasses.replace(model, **overrides)``, an unknown field named in a ConfigError."""
+    if not overrides:
+        return model
+    try:
+        return dataclasses.replace(model, **overrides)
+    except TypeError as err:
+        raise ConfigError(f"unknown model field in {sorted(overrides)}: {err}") from None
