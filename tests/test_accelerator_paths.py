@@ -80,7 +80,7 @@ def test_the_accelerator_program_computes_the_cpu_programs_step(preset, monkeypa
     def inference_loss(params):
         # The reference preset perturbs at inference too: a fixed key, the same draws.
         logits, _ = eng.model.apply({"params": params, "batch_stats": state.batch_stats},
-                                    batch, state.proto, train=False,
+                                    batch, state.method_state, train=False,
                                     rngs={"perturb": jax.random.key(0)})
         return metrics_lib.softmax_cross_entropy(logits, batch.labels, batch.graph_mask, weights)
 

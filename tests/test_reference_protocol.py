@@ -152,8 +152,8 @@ def test_reference_bias_update_comes_after_validation():
                                       prep.seed_data, prep.device_data)
     # Epoch 0 validated (and was selected) with the initial bias; the update followed it.
     assert bool(np.asarray(records["improved"])[0, 0])
-    np.testing.assert_array_equal(np.asarray(state.best_proto.bias), 0.0)
-    assert np.abs(np.asarray(state.proto.bias)).max() == pytest.approx(1e-3)
+    np.testing.assert_array_equal(np.asarray(state.best_method_state.bias), 0.0)
+    assert np.abs(np.asarray(state.method_state.bias)).max() == pytest.approx(1e-3)
 
 
 @pytest.mark.slow

@@ -75,7 +75,7 @@ def test_validation_with_size_classes_equals_the_full_budget(proteins):
     key = jax.random.key(5)
     small = (spec.small_eval_n_node, spec.small_eval_n_edge)
     _first_fitting(dd, data.val_idx.reshape(-1, spec.batch_size), *small)
-    run = jax.jit(lambda sm: eng.evaluate(variables, state.proto, data.val_idx,
+    run = jax.jit(lambda sm: eng.evaluate(variables, state.method_state, data.val_idx,
                                           data.val_scored, dd, key, small=sm),
                   static_argnums=0)
     with_classes, plain = run(small), run((0, 0))

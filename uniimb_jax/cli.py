@@ -57,13 +57,14 @@ def _method_help() -> str:
 
 
 def _preset_help() -> str:
-    """``--preset``'s help: each preset name with the methods that have it."""
-    users: dict[str, list[str]] = {}
+    """``--preset``'s help: each preset's description (from the first method that has it)
+    and the methods that have it."""
+    described: dict[str, tuple[str, list[str]]] = {}
     for m in methods_lib.describe():
         for p in m["presets"]:
-            users.setdefault(p["name"], []).append(m["name"])
-    return ("the method's settings (docs/presets.md); " + "; ".join(
-        f"{name}: {', '.join(ms)}" for name, ms in users.items()))
+            described.setdefault(p["name"], (p["description"], []))[1].append(m["name"])
+    return "; ".join(f"{name}: {text} (methods: {', '.join(ms)})"
+                     for name, (text, ms) in described.items()) + "; docs/presets.md"
 
 
 class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescriptionHelpFormatter):

@@ -125,7 +125,7 @@ class Method:
     Attributes:
       name: registry name (``--method``).
       description: one line for ``uniimb methods`` and ``--help``.
-      presets: the presets it accepts, the first one being the default.
+      presets: the presets it accepts.
       configure: ``(settings, preset_name, model_overrides) -> (ModelConfig, run_defaults)``:
         the model configuration of a preset row (the user's model overrides applied where
         the preset allows) and the run settings the preset sets unless the user does (a

@@ -86,6 +86,6 @@ GIN_UPSAMPLE = dataclasses.replace(
                     "GIN on the up-sampled split (the paper's GIN (up-sampling) row)"),
     configure=_configure(G2GNN_WEIGHT_DECAY["gin-upsample"]))
 GIN_REWEIGHT = dataclasses.replace(
-    with_class_weights(GIN, "gin-reweight", "GIN with inverse-frequency class weights (the "
-                       "paper's GIN (re-weight) row)"),
+    with_class_weights(GIN, "gin-reweight", "GIN with a class-weighted loss, inverse class "
+                       "frequency (the paper's GIN (re-weight) row)"),
     configure=_configure(G2GNN_WEIGHT_DECAY["gin-reweight"]))

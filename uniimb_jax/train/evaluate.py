@@ -70,8 +70,8 @@ def evaluation_table(result: dict[str, Any], order: str = "all") -> str:
     missing = sorted(set(orders) - set(have))
     if missing:
         raise UniImbError(
-            f"evaluation {missing} needs the prototype module (method 'uniimb'); this run is "
-            f"{result['config'].method!r}"
+            f"evaluation {missing} is not among the evaluations of method "
+            f"{result['config'].method!r} (`uniimb methods`); this run has {have}"
         )
     head = "| seed | " + " | ".join(f"{o} Macro-F1" for o in have) + " |"
     lines = [head, "|" + "---|" * (len(have) + 1)]
