@@ -409,6 +409,11 @@ def cmd_methods(args) -> int:
 
 
 def main(argv: Optional[Sequence[str]] = None) -> int:
+    try:  # before the parser: --method's choices include the user's methods
+        methods_lib.load_plugins()
+    except UniImbError as err:
+        print(f"uniimb: error: {err}", file=sys.stderr)
+        return 2
     args = build_parser().parse_args(argv)
     warnings.simplefilter("default", UserWarning)
     try:

@@ -3,6 +3,10 @@
 A method is a :class:`~uniimb_jax.methods.base.Method` (pure functions and data the engine
 calls at fixed points; docs/adding_a_method.md). ``uniimb methods`` lists them.
 
+Methods of your own are registered by the module that defines them (``register(method)``),
+and found by the command line through ``UNIIMB_METHODS`` (comma-separated module names,
+imported at start-up) or the ``uniimb_jax.methods`` entry-point group of an installed package.
+
     from uniimb_jax.methods import get_method, register
     method = get_method("gin-upsample")
     method.preset_names            # ('reference', 'corrected', 'g2gnn')
@@ -11,6 +15,10 @@ calls at fixed points; docs/adding_a_method.md). ``uniimb methods`` lists them.
 from __future__ import annotations
 
 from uniimb_jax.errors import ConfigError
+import importlib
+import os
+from importlib import metadata
+
 from uniimb_jax.methods.base import (
     Evaluation,
     Method,
@@ -19,6 +27,7 @@ from uniimb_jax.methods.base import (
     inverse_frequency_weights,
     uniform_class_weights,
     with_class_weights,
+    with_classification_loss,
     with_upsampling,
 )
 from uniimb_jax.methods.gin import GIN, GIN_REWEIGHT, GIN_UPSAMPLE
@@ -79,11 +88,43 @@ def describe() -> list[dict]:
             for m in _REGISTRY.values()]
 
 
+ENV_VAR = "UNIIMB_METHODS"
+ENTRY_POINT_GROUP = "uniimb_jax.methods"
+
+
+def load_plugins() -> list[str]:
+    """Imports the modules named by ``$UNIIMB_METHODS`` and the ``uniimb_jax.methods``
+    entry points (each registers its methods); returns their names.
+
+    Raises:
+      ConfigError: a module cannot be imported (named, with the error).
+    """
+    loaded = []
+    names = [n.strip() for n in os.environ.get(ENV_VAR, "").split(",") if n.strip()]
+    for name in names:
+        try:
+            importlib.import_module(name)
+        except Exception as err:
+            raise ConfigError(f"{ENV_VAR}: module {name!r} cannot be imported "
+                              f"({type(err).__name__}: {err})") from None
+        loaded.append(name)
+    for ep in metadata.entry_points(group=ENTRY_POINT_GROUP):
+        try:
+            ep.load()
+        except Exception as err:
+            raise ConfigError(f"entry point {ep.name!r} ({ep.value}) of group "
+                              f"{ENTRY_POINT_GROUP!r} cannot be loaded "
+                              f"({type(err).__name__}: {err})") from None
+        loaded.append(ep.value)
+    return loaded
+
+
 for _m in (UNIIMB, GIN, GIN_UPSAMPLE, GIN_REWEIGHT):
     register(_m)
 
 __all__ = [
     "Evaluation", "Method", "Preset", "apply_model_overrides", "inverse_frequency_weights",
-    "uniform_class_weights", "with_class_weights", "with_upsampling", "register",
-    "unregister", "get_method", "method_names", "all_preset_names", "describe",
+    "uniform_class_weights", "with_class_weights", "with_classification_loss",
+    "with_upsampling", "register", "unregister", "get_method", "method_names",
+    "all_preset_names", "describe", "load_plugins",
 ]

@@ -15,8 +15,10 @@ host preparation              :attr:`Method.sampler` (which training list: ``"up
 initialisation                :attr:`Method.create_models` (Flax modules, ``"default"`` and
                               any other the evaluations name) and :attr:`Method.init_state`
                               (the method's own non-gradient state, any pytree)
-loss                          :attr:`Method.loss` (the weighted cross-entropy plus the
-                              method's terms)
+loss                          :attr:`Method.classification_loss` (per-graph loss over the
+                              real graphs: the class-weighted cross-entropy unless replaced,
+                              e.g. by a focal loss) and :attr:`Method.loss` (it plus the
+                              method's own terms)
 after a step / an epoch       :attr:`Method.after_step`, :attr:`Method.after_epoch` (pure
                               transitions of the method's state)
 prediction                    ``model.apply(variables, batch, method_state, train=False)``
@@ -29,9 +31,10 @@ Every module's ``__call__`` takes ``(batch, method_state, *, train)`` and return
 has none); the engine carries the last training step's ``aux`` in the state
 (``TrainState.last_aux``) for :attr:`Method.after_epoch`.
 
-Samplers and losses compose with any method: :func:`with_upsampling` and
-:func:`with_class_weights` return the method with a sampler or a loss weighting added (GIN +
-up-sampling is the GIN method with the up-sampling sampler, not a method of its own).
+Samplers and losses compose with any method: :func:`with_upsampling`,
+:func:`with_class_weights` and :func:`with_classification_loss` return the method with a
+sampler, a loss weighting or another classification loss (GIN + up-sampling is the GIN method
+with the up-sampling sampler, not a method of its own).
 """
 
 from __future__ import annotations
@@ -101,6 +104,12 @@ def _plain_loss(ce, aux, model_cfg):
     return ce
 
 
+def _cross_entropy(logits, labels, mask, class_weights):
+    from uniimb_jax.train.metrics import softmax_cross_entropy
+
+    return softmax_cross_entropy(logits, labels, mask, class_weights)
+
+
 def _no_state(model_cfg):
     return ()
 
@@ -134,8 +143,12 @@ class Method:
         trains and predicts, the others serve :attr:`evaluations`. Every module shares the
         default one's parameters.
       init_state: ``ModelConfig -> pytree``: the method's own state (no gradient).
-      loss: ``(ce [], aux, ModelConfig) -> []``: the training loss from the (class-weighted)
-        cross-entropy and the model's ``aux``.
+      classification_loss: ``(logits [n, C], labels [n] int, mask [n] bool, class_weights
+        [C]) -> []``: the mean loss over the real rows (``mask``; padding rows may hold NaN
+        logits); default the class-weighted cross-entropy
+        (:func:`uniimb_jax.train.metrics.softmax_cross_entropy`).
+      loss: ``(classification_loss [], aux, ModelConfig) -> []``: the training loss, with
+        the method's own terms from the model's ``aux``.
       after_step: ``(state, aux, ModelConfig) -> state`` after every optimizer step.
       after_epoch: ``(state, last_aux, ModelConfig, batch_size) -> state`` after every
         epoch's validation.
@@ -151,6 +164,7 @@ class Method:
     configure: Callable[..., tuple[Any, dict]]
     create_models: Callable[[Any, int], Mapping[str, Any]]
     init_state: Callable[[Any], Any] = _no_state
+    classification_loss: Callable[..., jax.Array] = _cross_entropy
     loss: Callable[..., jax.Array] = _plain_loss
     after_step: Callable[..., Any] = _identity_step
     after_epoch: Callable[..., Any] = _identity_epoch
@@ -194,6 +208,14 @@ def with_class_weights(method: Method, name: str, description: str,
                        ) -> Method:
     """``method`` with a class-weighted cross-entropy (default: inverse class frequency)."""
     return dataclasses.replace(method, name=name, description=description, class_weights=weights)
+
+
+def with_classification_loss(method: Method, name: str, description: str,
+                             loss: Callable[..., jax.Array]) -> Method:
+    """``method`` with ``loss`` (signature of :attr:`Method.classification_loss`) in place
+    of the cross-entropy; the method's own terms (:attr:`Method.loss`) stay."""
+    return dataclasses.replace(method, name=name, description=description,
+                               classification_loss=loss)
 
 
 def apply_model_overrides(model: Any, overrides: Optional[Mapping[str, Any]]) -> Any:

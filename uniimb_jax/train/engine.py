@@ -181,7 +181,7 @@ class Engine:
                 rngs=self._rngs(step_key),
                 mutable=["batch_stats"],
             )
-            ce = metrics_lib.softmax_cross_entropy(
+            ce = self.method.classification_loss(
                 logits, batch.labels, batch.graph_mask, class_weights
             )
             loss = self.method.loss(ce, aux, mcfg)
