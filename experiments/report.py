@@ -108,7 +108,7 @@ def markdown(table: Table, cells: dict, paper: dict) -> str:
             if p_f1 is not None and p_f1[1]:
                 gap = f"{(ours_f1[0] - p_f1[0]) / p_f1[1]:+.1f}"
             pval = "–"
-            if (variant.method == "uniimb" and variant.name != table.baseline
+            if (variant.against_baseline and variant.name != table.baseline
                     and (dataset, table.baseline) in cells):
                 p = wilcoxon_p(res, cells[(dataset, table.baseline)])
                 pval = "–" if p is None else f"{p:.2g}"
@@ -188,7 +188,7 @@ def baseline_lines(table: Table, cells: dict) -> list[str]:
         for dataset in table.datasets
         if (base := cells.get((dataset, table.baseline))) is not None
         for variant in table.variants
-        if variant.method == "uniimb" and variant.name != table.baseline
+        if variant.against_baseline and variant.name != table.baseline
         and (res := cells.get((dataset, variant.name))) is not None
     ]
     if not rows:

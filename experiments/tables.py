@@ -28,6 +28,9 @@ class Variant:
     # ``(table, variant)`` of another table whose cell is this one (same configuration, run
     # once): the report reads it from there when this table has no cell of its own.
     same_as: Optional[tuple[str, str]] = None
+    # Tested against the table's baseline over paired seeds (the paper's comparison: UniImb
+    # against the GIN baseline).
+    against_baseline: bool = False
 
 
 @dataclasses.dataclass(frozen=True)
@@ -47,8 +50,8 @@ class Table:
 # where those rows come from (docs/presets.md); "gin-upsample" (UniImb's optimiser settings,
 # a single Dense head) stays for the cells measured before.
 _MAIN_VARIANTS = (
-    Variant("uniimb-reference", "uniimb", "reference", paper_row="UniImb"),
-    Variant("uniimb-corrected", "uniimb", "corrected", paper_row="UniImb"),
+    Variant("uniimb-reference", "uniimb", "reference", paper_row="UniImb", against_baseline=True),
+    Variant("uniimb-corrected", "uniimb", "corrected", paper_row="UniImb", against_baseline=True),
     Variant("gin-upsample-g2gnn", "gin-upsample", "g2gnn", paper_row="GIN (up-sampling)"),
     Variant("gin-upsample", "gin-upsample", "reference"),
 )
@@ -60,8 +63,10 @@ TABLES: dict[str, Table] = {
     "topology": Table(
         "topology", "topology", "high", PAPER_DATASETS,
         (
-            Variant("uniimb-reference", "uniimb", "reference", paper_row="UniImb"),
-            Variant("uniimb-corrected", "uniimb", "corrected", paper_row="UniImb"),
+            Variant("uniimb-reference", "uniimb", "reference", paper_row="UniImb",
+                    against_baseline=True),
+            Variant("uniimb-corrected", "uniimb", "corrected", paper_row="UniImb",
+                    against_baseline=True),
             Variant("gin-upsample-g2gnn", "gin-upsample", "g2gnn", paper_row="GIN"),
         ),
         "table_topology_imbalance",
@@ -77,6 +82,7 @@ TABLES: dict[str, Table] = {
         "u_dist", "class", "extreme", U_DATASETS,
         tuple(
             Variant(f"uniimb-reference-{u}", "uniimb", "reference", u_dist=u, paper_row=row,
+                    against_baseline=True,
                     # U = uniform is the reference preset's default: the class table's cell.
                     same_as=("class", "uniimb-reference") if u == "uniform" else None)
             for u, row in (("zipf", "Zipf"), ("exponential", "Exponential"),
@@ -92,8 +98,8 @@ TABLES: dict[str, Table] = {
 def paper_number(paper: dict, table: Table, variant: Variant, dataset: str, metric: str):
     """``(mean, std)`` of the paper for this cell, ``(mean, None)`` for chart readings, or None."""
     block = paper.get(table.paper_key, {})
-    if table.paper_key == "figure_intertwined_uniimb":
-        if variant.method != "uniimb":
+    if table.paper_key == "figure_intertwined_uniimb":  # the figure plots UniImb only
+        if variant.paper_row is None:
             return None
         value = block.get(metric, {}).get(dataset)
         return None if value is None else (float(value), None)
