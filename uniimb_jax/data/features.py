@@ -24,7 +24,6 @@ import logging
 import os
 import pathlib
 import re
-import tempfile
 import warnings
 from typing import Iterator, Optional, Union
 
@@ -32,6 +31,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from uniimb_jax.data.dataset import GraphDataset
+from uniimb_jax.atomic_write import atomic_write
 from uniimb_jax.errors import ConfigError
 
 try:  # a dependency of scikit-learn, hence always present in practice; optional here
@@ -404,20 +404,12 @@ def _load_features(path: pathlib.Path, n: int, widths: dict) -> Optional[NodeFea
 
 def _save_features(path: pathlib.Path, feats: NodeFeatures) -> None:
     """Atomic write (temporary file + ``os.replace``); an unwritable cache only warns."""
-    tmp_name = None
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent)
-        with os.fdopen(fd, "wb") as fh:
+        with atomic_write(path, "wb") as fh:
             np.savez(fh, format=np.int64(_CACHE_FORMAT), **feats.as_dict())
-        os.chmod(tmp_name, 0o644)  # mkstemp makes it private; a shared cache should be readable
-        os.replace(tmp_name, path)
     except OSError as err:
         warnings.warn(f"cannot write the feature cache {path} ({err}); continuing without it",
                       RuntimeWarning, stacklevel=3)
-    finally:
-        if tmp_name is not None:
-            pathlib.Path(tmp_name).unlink(missing_ok=True)
 
 
 def compute_features(

@@ -20,7 +20,6 @@ import logging
 import os
 import pathlib
 import re
-import tempfile
 import urllib.error
 import urllib.request
 import warnings
@@ -31,6 +30,7 @@ import numpy as np
 
 from uniimb_jax.data.dataset import GraphDataset
 from uniimb_jax.data.tu import read_tu_archive
+from uniimb_jax.atomic_write import atomic_write
 from uniimb_jax.errors import DataError, DatasetNotFoundError
 
 __all__ = [
@@ -103,24 +103,17 @@ def _download(name: str, url: str, target: pathlib.Path) -> None:
     """Stream ``url`` into ``target`` through a temporary file and an atomic rename."""
     from tqdm.auto import tqdm
 
-    target.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp_name = tempfile.mkstemp(prefix=f".{name}-", suffix=".part", dir=target.parent)
-    tmp = pathlib.Path(tmp_name)
-    try:
-        with os.fdopen(fd, "wb") as out, \
-                urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as resp:
-            total = int(resp.headers.get("Content-Length") or 0) or None
-            with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {name}",
-                      leave=False) as bar:
-                while chunk := resp.read(_HASH_CHUNK):
-                    out.write(chunk)
-                    bar.update(len(chunk))
-        if not zipfile.is_zipfile(tmp):
+    with atomic_write(target, "w+b") as out, \
+            urllib.request.urlopen(url, timeout=DOWNLOAD_TIMEOUT_S) as resp:
+        total = int(resp.headers.get("Content-Length") or 0) or None
+        with tqdm(total=total, unit="B", unit_scale=True, desc=f"download {name}",
+                  leave=False) as bar:
+            while chunk := resp.read(_HASH_CHUNK):
+                out.write(chunk)
+                bar.update(len(chunk))
+        out.flush()
+        if not zipfile.is_zipfile(out):
             raise DataError(f"{url}: the download is not a zip archive")
-        os.chmod(tmp, 0o644)  # mkstemp makes it private; a shared cache should stay readable
-        os.replace(tmp, target)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def resolve_archive(
@@ -217,24 +210,13 @@ def _save_cache(ds: GraphDataset, path: pathlib.Path) -> None:
         num_duplicate_edges=np.int64(ds.num_duplicate_edges),
     )
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp_name = tempfile.mkstemp(prefix=f".{path.stem}-", suffix=".tmp", dir=path.parent)
-    except OSError as err:
-        warnings.warn(f"cannot write the dataset cache in {path.parent} ({err}); continuing "
-                      "without it", RuntimeWarning, stacklevel=3)
-        return
-    try:
         # Uncompressed: a cached COLLAB loads in well under a second; compression would cost
         # several seconds per load for ~40% less disk.
-        with os.fdopen(fd, "wb") as fh:
+        with atomic_write(path, "wb") as fh:
             np.savez(fh, **arrays)
-        os.chmod(tmp_name, 0o644)  # mkstemp makes it private; a shared cache should stay readable
-        os.replace(tmp_name, path)
     except OSError as err:
         warnings.warn(f"cannot write the dataset cache {path} ({err}); continuing without it",
                       RuntimeWarning, stacklevel=3)
-    finally:
-        pathlib.Path(tmp_name).unlink(missing_ok=True)
 
 
 def _load_cache(path: pathlib.Path) -> Optional[GraphDataset]:

@@ -30,6 +30,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import serialization, traverse_util
 
+from uniimb_jax.atomic_write import atomic_write
 from uniimb_jax.config import TrainConfig
 from uniimb_jax.data import batching
 from uniimb_jax.data.dataset import GraphDataset, without_self_loops
@@ -60,10 +61,8 @@ def save_selected(workdir: pathlib.Path, seeds: list[int], host: dict, num_class
     for i, seed in enumerate(seeds):
         flat = traverse_util.flatten_dict(jax.tree.map(lambda x: np.asarray(x[i]), host), sep="/")
         flat["num_classes"] = np.int64(num_classes)
-        tmp = out / f".seed-{seed}.npz.tmp"
-        with open(tmp, "wb") as fh:
+        with atomic_write(out / f"seed-{seed}.npz", "wb") as fh:
             np.savez(fh, **flat)
-        tmp.replace(out / f"seed-{seed}.npz")
 
 
 def _load_selected(path: pathlib.Path, template: Any) -> tuple[dict, Any, int]:

@@ -20,6 +20,7 @@ from typing import Any, Iterator, Optional
 import numpy as np
 
 from uniimb_jax.config import TrainConfig, config_from_dict
+from uniimb_jax.atomic_write import atomic_write
 from uniimb_jax.errors import CheckpointError, ConfigError, UniImbError, WorkdirBusyError
 from uniimb_jax.train.checkpoint import Checkpointer
 from uniimb_jax.train.prepare import PreparedRun
@@ -76,17 +77,11 @@ def write_json_atomic(path: pathlib.Path, obj: Any) -> None:
     Raises:
       UniImbError: naming ``path`` when writing fails (e.g. a full disk).
     """
-    tmp = path.with_suffix(path.suffix + ".tmp")
     try:
-        with open(tmp, "w") as f:
+        with atomic_write(path, "w", fsync=True) as f:
             json.dump(obj, f, indent=2)
             f.write("\n")
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
     except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise UniImbError(f"cannot write {path}: {err}") from err
 
 
@@ -137,13 +132,10 @@ def rewrite_metrics(path: pathlib.Path, before_epoch: int) -> None:
         return
     kept = [line if line.endswith("\n") else line + "\n"
             for line, rec in metric_records(path) if rec.get("epoch", 0) < before_epoch]
-    tmp = path.with_suffix(".tmp")
     try:
-        tmp.write_text("".join(kept))
-        os.replace(tmp, path)
+        with atomic_write(path, "w") as f:
+            f.write("".join(kept))
     except OSError as err:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
         raise UniImbError(f"cannot rewrite {path}: {err}; the file is unchanged") from err
 
 
