@@ -20,7 +20,7 @@ import dataclasses
 import json
 from typing import Any, Optional
 
-from uniimb_jax.errors import ConfigError
+from uniimb_jax.errors import ConfigError, check_choice
 from uniimb_jax.models.config import ModelConfig
 
 IMBALANCES = ("class", "topology", "intertwined")
@@ -156,11 +156,6 @@ class TrainConfig:
         return _method(self.method).sampler == "upsample"
 
 
-def _check_choice(field: str, value: Any, allowed: tuple) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{field}={value!r} is not valid; expected one of {list(allowed)}")
-
-
 def _check_positive(field: str, value: Any, *, allow_zero: bool = False) -> None:
     ok = value >= 0 if allow_zero else value > 0
     if not ok:
@@ -174,13 +169,13 @@ def validate_config(cfg: TrainConfig, *, num_graphs: Optional[int] = None) -> No
     Raises:
       ConfigError: naming the field, the value and the allowed range.
     """
-    _check_choice("imbalance", cfg.imbalance, IMBALANCES)
+    check_choice("imbalance", cfg.imbalance, IMBALANCES)
     degrees = TOPOLOGY_DEGREES if cfg.imbalance == "topology" else CLASS_DEGREES
-    _check_choice("degree", cfg.degree, degrees)
+    check_choice("degree", cfg.degree, degrees)
     _method(cfg.method).preset(cfg.preset)  # both names checked against the registry
-    _check_choice("split_protocol", cfg.split_protocol, SPLIT_PROTOCOLS)
-    _check_choice("budget", cfg.budget, BUDGETS)
-    _check_choice("batching", cfg.batching, BATCHINGS)
+    check_choice("split_protocol", cfg.split_protocol, SPLIT_PROTOCOLS)
+    check_choice("budget", cfg.budget, BUDGETS)
+    check_choice("batching", cfg.batching, BATCHINGS)
     if not isinstance(cfg.runs, int) or cfg.runs < 1:
         raise ConfigError(f"runs={cfg.runs!r} is out of range; expected an integer >= 1")
     _check_positive("epochs", cfg.epochs)
@@ -201,13 +196,23 @@ def validate_config(cfg: TrainConfig, *, num_graphs: Optional[int] = None) -> No
         raise ConfigError(
             f"budget_quantile={cfg.budget_quantile!r} is out of range; expected 0 < q <= 1"
         )
-    if num_graphs is not None:  # the dataset loaded: a misspelt name was reported as such
-        check_settings_row(cfg)
-    if num_graphs is not None and cfg.batch_size > num_graphs:
+    cfg.model.validate(graphs_per_batch=cfg.batch_size)
+    if num_graphs is not None:
+        validate_for_dataset(cfg, num_graphs)
+
+
+def validate_for_dataset(cfg: TrainConfig, num_graphs: int) -> None:
+    """The checks that need the loaded dataset (after :func:`validate_config`): its row of
+    per-dataset settings, and a batch no larger than the dataset.
+
+    Raises:
+      ConfigError: naming the field, the value and the allowed range.
+    """
+    check_settings_row(cfg)  # after loading: a misspelt name was reported as such
+    if cfg.batch_size > num_graphs:
         raise ConfigError(
             f"batch_size={cfg.batch_size} is out of range; the dataset has {num_graphs} graphs"
         )
-    cfg.model.validate(graphs_per_batch=cfg.batch_size)
 
 
 def has_settings_row(dataset: str, imbalance: str) -> bool:
@@ -286,7 +291,7 @@ def make_config(
 
         cfg = make_config("PROTEINS", "class", preset="reference", runs=20, epochs=50)
     """
-    _check_choice("imbalance", imbalance, IMBALANCES)
+    check_choice("imbalance", imbalance, IMBALANCES)
     m = _method(method)
     m.preset(preset)
     row = "topology" if imbalance == "topology" else "class"

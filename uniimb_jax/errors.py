@@ -45,3 +45,10 @@ class TrainingInterrupted(KeyboardInterrupt):
     A ``KeyboardInterrupt`` (the CLI exits with status 130). The message says where the
     progress is saved and how to resume.
     """
+
+
+def check_choice(field: str, value, allowed) -> None:
+    """Raises :class:`ConfigError` naming ``field``, ``value`` and the ``allowed`` values
+    unless ``value`` is one of them (every configuration's name check)."""
+    if value not in allowed:
+        raise ConfigError(f"{field}={value!r} is not valid; expected one of {list(allowed)}")

@@ -43,12 +43,12 @@ import math
 import os
 import pathlib
 import warnings
-from typing import Any, Iterable, Mapping, Optional, Sequence
+from typing import Any, Iterable, Mapping, Optional
 
 import numpy as np
 
 from uniimb_jax.data.dataset import GraphDataset
-from uniimb_jax.errors import ConfigError, SplitError
+from uniimb_jax.errors import ConfigError, SplitError, check_choice
 
 IMBALANCES = ("class", "topology", "intertwined")
 CLASS_DEGREES = ("extreme", "medium", "low")
@@ -159,11 +159,6 @@ class Split:
 def _round_half_up(x: float) -> int:
     """Rounds .5 up (Python's ``round`` rounds half to even, which no reference uses)."""
     return int(math.floor(x + 0.5))
-
-
-def _check_choice(field: str, value: Any, allowed: Sequence[str]) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{field}={value!r} is not valid; expected one of {list(allowed)}")
 
 
 def _index_array(values: Iterable[int]) -> np.ndarray:
@@ -462,7 +457,7 @@ def _head_split(total: int) -> tuple[int, int]:
 # ----------------------------------------------------------------------------- protocols
 def _resolve_degree(imbalance: str, degree: str, mode: str) -> tuple[str, str]:
     """Validates ``degree``/``mode``; returns ``(class_degree_or_mode, topology_mode)``."""
-    _check_choice("imbalance", imbalance, IMBALANCES)
+    check_choice("imbalance", imbalance, IMBALANCES)
     if imbalance == "topology":
         # The CLI and TrainConfig pass the topology mode as --degree; the function default
         # "extreme" (no class imbalance in this protocol) defers to ``mode``.
@@ -473,10 +468,10 @@ def _resolve_degree(imbalance: str, degree: str, mode: str) -> tuple[str, str]:
                 f"degree={degree!r} is not valid for imbalance='topology'; expected one of "
                 f"{list(TOPOLOGY_MODES)} (or leave the default and set mode=)"
             )
-        _check_choice("mode", mode, TOPOLOGY_MODES)
+        check_choice("mode", mode, TOPOLOGY_MODES)
         return mode, mode
-    _check_choice("degree", degree, CLASS_DEGREES)
-    _check_choice("mode", mode, TOPOLOGY_MODES)
+    check_choice("degree", degree, CLASS_DEGREES)
+    check_choice("mode", mode, TOPOLOGY_MODES)
     return degree, mode
 
 
@@ -712,7 +707,7 @@ def make_split(
         class and the counts needed and available).
     """
     degree, mode = _resolve_degree(imbalance, degree, mode)
-    _check_choice("protocol", protocol, PROTOCOLS)
+    check_choice("protocol", protocol, PROTOCOLS)
     if ds.num_graphs == 0:
         raise SplitError(f"{ds.name}: cannot split an empty dataset")
     if imbalance == "topology":

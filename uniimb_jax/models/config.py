@@ -31,7 +31,7 @@ from __future__ import annotations
 import dataclasses
 from typing import Any, Optional
 
-from uniimb_jax.errors import ConfigError
+from uniimb_jax.errors import ConfigError, check_choice
 
 METHODS = ("uniimb", "gin")
 BACKBONES = ("gin", "gcn", "sage")
@@ -131,15 +131,15 @@ class ModelConfig:
         Raises:
           ConfigError: naming the field, its value and the allowed range.
         """
-        _choice("method", self.method, METHODS)
-        _choice("backbone", self.backbone, BACKBONES)
-        _choice("perturbation", self.perturbation, PERTURBATIONS)
-        _choice("u_dist", self.u_dist, U_DISTRIBUTIONS)
-        _choice("bias_update", self.bias_update, BIAS_UPDATES)
-        _choice("inference", self.inference, INFERENCES)
-        _choice("lappe_form", self.lappe_form, LAPPE_FORMS)
-        _choice("init", self.init, INITS)
-        _choice("classifier", self.classifier, CLASSIFIERS)
+        check_choice("method", self.method, METHODS)
+        check_choice("backbone", self.backbone, BACKBONES)
+        check_choice("perturbation", self.perturbation, PERTURBATIONS)
+        check_choice("u_dist", self.u_dist, U_DISTRIBUTIONS)
+        check_choice("bias_update", self.bias_update, BIAS_UPDATES)
+        check_choice("inference", self.inference, INFERENCES)
+        check_choice("lappe_form", self.lappe_form, LAPPE_FORMS)
+        check_choice("init", self.init, INITS)
+        check_choice("classifier", self.classifier, CLASSIFIERS)
         _real_in("classifier_dropout", self.classifier_dropout, 0.0, 1.0)
         if not isinstance(self.mixup, bool):
             raise ConfigError(f"mixup={self.mixup!r} is not valid; expected True or False")
@@ -168,11 +168,6 @@ class ModelConfig:
                 f"k1={self.k1} is out of range; expected 1 <= k1 <= graphs per batch "
                 f"({graphs_per_batch})"
             )
-
-
-def _choice(field: str, value: Any, allowed: tuple) -> None:
-    if value not in allowed:
-        raise ConfigError(f"{field}={value!r} is not valid; expected one of {list(allowed)}")
 
 
 def _int_at_least(field: str, value: Any, low: int) -> None:

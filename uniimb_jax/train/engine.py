@@ -111,7 +111,6 @@ class Engine:
         self.cfg = cfg
         self.spec = spec
         self.method = get_method(cfg.method)
-        cfg.model.validate()
         if spec.num_classes < 2:
             raise ConfigError(f"num_classes={spec.num_classes!r} is out of range; expected >= 2")
         # {"default": trained model, other names: the method's evaluations' models}

@@ -4,19 +4,21 @@
 default, a local directory, or the TU server), computes its node features once, draws one
 split per seed (or one fixed split for all), packs the splits into
 :class:`~uniimb_jax.train.state.SeedData` with a leading seed axis, sizes the padding
-budgets and builds the :class:`~uniimb_jax.train.engine.Engine`. Nothing is compiled here;
+budgets into a :class:`~uniimb_jax.train.engine.StaticSpec`. The engine (the method's models
+and functions) is built on first use (``PreparedRun.engine``); nothing is compiled here:
 :class:`~uniimb_jax.train.sweep.Sweep` compiles, :func:`~uniimb_jax.train.run.train` runs.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import warnings
 from typing import Any, Optional
 
 import numpy as np
 
-from uniimb_jax.config import TrainConfig, validate_config
+from uniimb_jax.config import TrainConfig, validate_config, validate_for_dataset
 from uniimb_jax.data import batch as batch_lib
 from uniimb_jax.data import batching, device_batching
 from uniimb_jax.data import splits as splits_lib
@@ -265,18 +267,24 @@ def large_budget(
 
 @dataclasses.dataclass
 class PreparedRun:
-    """Everything a run needs on the device, built once."""
+    """Everything a run needs on the device, built once (data, not yet the engine)."""
 
     cfg: TrainConfig
     dataset: GraphDataset
     splits: list[Split]
-    engine: Engine
+    spec: StaticSpec
     device_data: device_batching.DeviceDataset
     seed_data: SeedData
     padding_efficiency: float
     # The seed mesh (None: one device, unsharded). With a mesh, seed_data and the state have
     # S_pad = ceil(runs / devices) * devices rows; rows [runs:] are padding (see sharding.py).
     mesh: Optional[Any] = None
+
+    @functools.cached_property
+    def engine(self) -> Engine:
+        """The run's :class:`~uniimb_jax.train.engine.Engine` (models and the pure per-seed
+        functions), built on first use."""
+        return Engine(self.cfg, self.spec)
 
 
 def prepare_run(
@@ -287,22 +295,28 @@ def prepare_run(
     download: bool = True,
     dataset: Optional[GraphDataset] = None,
     devices: sharding_lib.DevicesArg = None,
+    validated: bool = False,
 ) -> PreparedRun:
     """Validates ``cfg``, loads data, draws splits and builds the engine (no compilation).
+
+    ``validated``: the caller has run :func:`~uniimb_jax.config.validate_config` already
+    (``train`` does, before it touches the work directory); the checks that need the
+    dataset run here in any case.
 
     ``devices`` (N or ``"all"``) shards the seed axis over that many devices
     (:mod:`uniimb_jax.train.sharding`); the dataset is then replicated on each. ``None``:
     on a CPU its cores, as many as divide ``cfg.runs``; elsewhere one device
     (:func:`~uniimb_jax.train.sharding.default_device_count`).
     """
-    validate_config(cfg)
+    if not validated:
+        validate_config(cfg)
     add_speed_flags()  # before the first backend starts, if this is the first JAX work
     # Checks --devices before any data is loaded.
     mesh = sharding_lib.seed_mesh(devices, runs=cfg.runs)
     ds = dataset if dataset is not None else load_dataset(
         cfg, data_dir=data_dir, cache_dir=cache_dir, download=download
     )
-    validate_config(cfg, num_graphs=ds.num_graphs)
+    validate_for_dataset(cfg, ds.num_graphs)
     splits = draw_splits(ds, cfg)
     for seed, split in zip(cfg.seeds, splits):
         for message in split.warnings:
@@ -339,7 +353,7 @@ def prepare_run(
         cfg=cfg,
         dataset=ds,
         splits=splits,
-        engine=Engine(cfg, spec),
+        spec=spec,
         device_data=sharding_lib.place_replicated(device_batching.to_device_dataset(ds, feats), mesh),
         seed_data=sharding_lib.place_seed_data(seed_data, mesh),
         padding_efficiency=mean_nodes * cfg.batch_size / n_node,

@@ -163,7 +163,7 @@ def _locked_train(cfg, wd, data_dir, cache_dir, download, progress, log, dataset
         ckpt = Checkpointer(wd / "checkpoints") if wd else None
         try:
             prep = prepare_run(cfg, data_dir=data_dir, cache_dir=cache_dir, download=download,
-                               dataset=dataset, devices=devices)
+                               dataset=dataset, devices=devices, validated=True)
             bar = (SeedEpochProgress(cfg.seeds, cfg.epochs, f"{cfg.dataset} x{cfg.runs} seeds")
                    if progress and sharding_lib.is_primary() else None)
             # Every process compiles the same program (the callback included); only process
@@ -211,7 +211,7 @@ def _train_loop(cfg, prep, sweep, wd, ckpt, bar, log, t_start, stop_after_calls)
                 "first_call_s": first if first is not None else compile_s}
 
     if primary:
-        spec = prep.engine.spec
+        spec = prep.spec
         # From the host-side splits: the device copy may span several processes.
         graphs = [len(sp.train_upsampled if cfg.uses_upsampling else sp.train)
                   for sp in prep.splits]
@@ -291,8 +291,8 @@ def _train_loop(cfg, prep, sweep, wd, ckpt, bar, log, t_start, stop_after_calls)
         **run_times(train_s),
         "padding_efficiency": prep.padding_efficiency,
         "num_devices": prep.mesh.size if prep.mesh is not None else 1,
-        "budget": {"kind": cfg.budget, "n_node": prep.engine.spec.n_node,
-                   "n_edge": prep.engine.spec.n_edge},
+        "budget": {"kind": cfg.budget, "n_node": prep.spec.n_node,
+                   "n_edge": prep.spec.n_edge},
         "dropped_graph_fraction": dropped_fraction(wd, prep),
         "device": results_lib.machine_description(),
         "jax_version": jax.__version__,

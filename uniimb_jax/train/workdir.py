@@ -213,7 +213,7 @@ def dropped_fraction(wd: Optional[pathlib.Path], prep: PreparedRun) -> Optional[
     for _, rec in metric_records(wd / "metrics.jsonl"):
         dropped += rec.get("dropped_graphs", 0)
         epochs += 1
-    scheduled = epochs * prep.engine.spec.num_train_batches * prep.engine.spec.batch_size
+    scheduled = epochs * prep.spec.num_train_batches * prep.spec.batch_size
     return dropped / max(scheduled, 1)
 
 
