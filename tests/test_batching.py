@@ -7,6 +7,7 @@ import jax.numpy as jnp
 import jraph
 import numpy as np
 import pytest
+from conftest import missing_shared
 
 from uniimb_jax.data import batch as batch_lib
 from uniimb_jax.data import batching as B
@@ -105,7 +106,7 @@ def test_padding_budget_counts_repetitions(ds):
     bud = B.padding_budget(ds, 4, idx, multiple=1)
     assert bud.n_node == 4 * ds.nodes_per_graph[big] + 1
     B.make_batch(ds, compute_features(ds), [big] * 4, bud)
-    # A list shorter than B is tiled, as epoch_batches does.
+    # A list shorter than B is tiled.
     bud = B.padding_budget(ds, 5, np.array([big, small]), multiple=1)
     assert bud.n_node == 3 * ds.nodes_per_graph[big] + 2 * ds.nodes_per_graph[small] + 1
 
@@ -148,7 +149,8 @@ def test_make_batch_is_jraph_pad_with_graphs(ds, feats, budget):
 
 @pytest.mark.slow
 def test_make_batch_matches_device_gather(ds, feats, budget):
-    device_batching = pytest.importorskip("uniimb_jax.data.device_batching")
+    from uniimb_jax.data import device_batching
+
     dd = device_batching.to_device_dataset(ds, feats.as_dict())
     for idx in ([3, 1, 4, 1, 5, 9, 2, 6], [10, 20, 30]):
         host = B.make_batch(ds, feats, idx, budget)
@@ -159,76 +161,28 @@ def test_make_batch_matches_device_gather(ds, feats, budget):
 
 
 # --------------------------------------------------------------------------- epochs
-def test_epoch_batches_cover_every_index_with_exactly_b_real_graphs(ds, feats, budget):
-    idx = np.concatenate([np.arange(0, 61, 2), [4, 4, 8]])  # with up-sampling repeats: n = 34
-    batches = B.epoch_batches(ds, feats, idx, budget, np.random.default_rng(0))
-    assert len(batches) == B.num_train_batches(idx.size, GRAPHS_PER_BATCH) == 5
-    seen = []
-    for batch in batches:
-        assert batch.graph_mask.sum() == GRAPHS_PER_BATCH
-        real = batch.graph_index[batch.graph_mask]
-        check_batch(ds, feats, batch, real, budget)
-        seen.append(real)
-    seen = np.concatenate(seen)
-    assert seen.size == 5 * GRAPHS_PER_BATCH
-    # The first n slots are a permutation of the list; the rest wrap around to its start.
-    np.testing.assert_array_equal(np.sort(seen[: idx.size]), np.sort(idx))
-    np.testing.assert_array_equal(seen[idx.size:], seen[: seen.size - idx.size])
-    assert shapes(batches[0]) == shapes(batches[-1])
-
-
-def test_epoch_batches_shuffle_is_seeded(ds, feats, budget):
-    idx = np.arange(40)
-    order = lambda bs: np.concatenate([b.graph_index[b.graph_mask] for b in bs])
-    a = order(B.epoch_batches(ds, feats, idx, budget, np.random.default_rng(1)))
-    b = order(B.epoch_batches(ds, feats, idx, budget, np.random.default_rng(1)))
-    c = order(B.epoch_batches(ds, feats, idx, budget, np.random.default_rng(2)))
-    np.testing.assert_array_equal(a, b)
-    assert not np.array_equal(a, c)
-    plain = order(B.epoch_batches(ds, feats, idx, budget, np.random.default_rng(1), shuffle=False))
-    np.testing.assert_array_equal(plain, idx)
-
-
-def test_epoch_with_fewer_graphs_than_b_is_tiled(ds, feats, budget):
-    idx = np.array([3, 5, 7])
-    (batch,) = B.epoch_batches(ds, feats, idx, B.padding_budget(ds, 8, idx),
-                               np.random.default_rng(0))
-    assert batch.graph_mask.sum() == 8
-    assert set(batch.graph_index[batch.graph_mask]) == {3, 5, 7}
-
-
-def test_eval_batches_cover_each_index_once(ds, feats, budget):
-    idx = np.arange(ds.num_graphs)[::-1]  # 61 graphs: 7 full batches and one with 5
-    batches = B.eval_batches(ds, feats, idx, budget)
-    assert len(batches) == 8
-    got = np.concatenate([b.graph_index[b.graph_mask] for b in batches])
-    np.testing.assert_array_equal(got, idx)  # in order, each exactly once
-    assert batches[-1].graph_mask.sum() == 5
-    for batch in batches:
-        check_batch(ds, feats, batch, batch.graph_index[batch.graph_mask], budget)
-        assert shapes(batch) == shapes(batches[0])
-
-
-def test_stack_batches(ds, feats, budget):
-    batches = B.eval_batches(ds, feats, np.arange(20), budget)
-    stacked = B.stack_batches(batches)
-    assert isinstance(stacked, batch_lib.GraphBatch)
-    assert stacked.graphs.edges is None and stacked.graphs.globals is None
-    assert stacked.graphs.senders.shape == (3, budget.n_edge)
-    assert stacked.graphs.nodes["x"].shape == (3, budget.n_node, feats.x.shape[1])
-    assert stacked.n_graph == budget.n_graph
-    for i, batch in enumerate(batches):
-        jax.tree.map(lambda s, b: np.testing.assert_array_equal(s[i], b), stacked, batch)
-    # Stacking stacked batches (seeds of epochs) adds another axis.
-    assert B.stack_batches([stacked, stacked]).labels.shape == (2, 3, budget.n_graph)
-    # Scannable: lax.scan over the stacked epoch sees one batch per step.
-    totals = jax.lax.scan(lambda c, b: (c, b.graph_mask.sum()), 0, stacked)[1]
-    np.testing.assert_array_equal(totals, [8, 8, 4])
+def test_num_train_batches_is_the_ceiling():
+    assert B.num_train_batches(34, GRAPHS_PER_BATCH) == 5
+    assert B.num_train_batches(32, GRAPHS_PER_BATCH) == 4
     with pytest.raises(ValueError):
-        B.stack_batches([])
+        B.num_train_batches(0, GRAPHS_PER_BATCH)
 
 
 # --------------------------------------------------------------------------- invariance
+def _in_order(ds, feats, idx, budget):
+    """Host batches covering ``idx`` once, in order (the last one with empty slots)."""
+    b = budget.graphs_per_batch
+    return [B.make_batch(ds, feats, idx[i:i + b], budget) for i in range(0, len(idx), b)]
+
+
+def _shuffled(ds, feats, idx, budget, rng):
+    """Host batches of exactly ``B`` graphs of a permutation of ``idx`` (wrapping around)."""
+    b = budget.graphs_per_batch
+    nb = B.num_train_batches(len(idx), b)
+    order = np.resize(rng.permutation(np.asarray(idx)), nb * b)
+    return [B.make_batch(ds, feats, order[i * b:(i + 1) * b], budget) for i in range(nb)]
+
+
 def message_passing(batch: batch_lib.GraphBatch, weights) -> jax.Array:
     """Two sum-aggregation layers and masked sum pooling: ``[n_graph, D] float32``."""
     g = batch.graphs
@@ -262,12 +216,12 @@ def test_per_graph_results_do_not_depend_on_budget_or_batch(ds, feats, jit):
     small = B.padding_budget(ds, 8)
     large = B.PaddingBudget(small.n_node * 3, small.n_edge * 2 + 5, small.n_graph)
     wide = B.padding_budget(ds, 13)
-    reference = per_graph(B.eval_batches(ds, feats, idx, small), fn, weights)
+    reference = per_graph(_in_order(ds, feats, idx, small), fn, weights)
     assert sorted(reference) == idx.tolist()
     variants = [
-        B.eval_batches(ds, feats, idx, large),  # more padding
-        B.eval_batches(ds, feats, idx[::-1], wide),  # other neighbours, other B
-        B.epoch_batches(ds, feats, idx, small, np.random.default_rng(3)),  # shuffled
+        _in_order(ds, feats, idx, large),  # more padding
+        _in_order(ds, feats, idx[::-1], wide),  # other neighbours, other B
+        _shuffled(ds, feats, idx, small, np.random.default_rng(3)),  # shuffled
     ]
     for batches in variants:
         got = per_graph(batches, fn, weights)
@@ -278,14 +232,15 @@ def test_per_graph_results_do_not_depend_on_budget_or_batch(ds, feats, jit):
 
 # --------------------------------------------------------------------------- real data
 def test_padding_efficiency_on_proteins(tu_dir):
-    tu = pytest.importorskip("uniimb_jax.data.tu")
+    from uniimb_jax.data import tu
+
     path = tu_dir / "PROTEINS.zip"
     if not path.is_file():
-        pytest.skip(f"{path} not found")
+        missing_shared(path, "TU archive")
     ds = tu.read_tu_archive(path)
     feats = compute_features(ds, rwpe_steps=1)
     budget = B.padding_budget(ds, 32)
-    batches = B.epoch_batches(ds, feats, np.arange(ds.num_graphs), budget,
+    batches = _shuffled(ds, feats, np.arange(ds.num_graphs), budget,
                               np.random.default_rng(0))
     assert all(b.graph_mask.sum() == 32 for b in batches)
     efficiency = np.mean([b.node_mask.sum() / budget.n_node for b in batches])

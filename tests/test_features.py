@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+from conftest import missing_shared
 
 from uniimb_jax.data import features as F
 from uniimb_jax.data.dataset import GraphDataset
@@ -277,10 +278,11 @@ def test_unwritable_cache_only_warns(hand, tmp_path):
     ("PROTEINS", dict(rwpe_steps=1)),
 ])
 def test_real_datasets(tu_dir, name, kwargs):
-    tu = pytest.importorskip("uniimb_jax.data.tu")
+    from uniimb_jax.data import tu
+
     path = tu_dir / f"{name}.zip"
     if not path.is_file():
-        pytest.skip(f"{path} not found")
+        missing_shared(path, "TU archive")
     ds = tu.read_tu_archive(path)
     f = F.compute_features(ds, **kwargs)
     assert f.x.shape == (ds.num_nodes, len(ds.node_label_values))

@@ -20,6 +20,7 @@ import jax
 import jraph
 import numpy as np
 import pytest
+from conftest import missing_shared
 
 from uniimb_jax.config import make_config
 from uniimb_jax.data.batch import NODE_FEATURES, NODE_RWPE, GraphBatch
@@ -206,7 +207,7 @@ def test_golden_batch_matches_our_pipeline(golden):
     path, g, cfg, meta, batch, n, b, *_ = golden
     name, _ = _dataset_of(path)
     if not (DATA_DIR / f"{name}.zip").is_file():
-        pytest.skip(f"{name}.zip not in {DATA_DIR}")
+        missing_shared(DATA_DIR / f"{name}.zip", "TU archive")
     ds = load_tu_dataset(name, data_dir=DATA_DIR, cache_dir=None, download=False)
     feats = compute_features(ds, rwpe_steps=cfg.model.rwpe_steps, lap_freqs=0)
     idx = g["graph_indices"]

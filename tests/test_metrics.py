@@ -276,17 +276,6 @@ def test_metrics_under_jit_and_vmap_over_seeds():
 # ------------------------------------------------------------ losses, means
 
 
-def test_masked_mean():
-    x = jnp.array([1.0, 2.0, jnp.nan, 4.0])
-    m = jnp.array([True, True, False, True])
-    np.testing.assert_allclose(M.masked_mean(x, m), 7 / 3, rtol=1e-6)
-    x2 = jnp.arange(8.0).reshape(4, 2)
-    np.testing.assert_allclose(M.masked_mean(x2, m), np.mean([0, 1, 2, 3, 6, 7]), rtol=1e-6)
-    assert float(M.masked_mean(x, jnp.zeros(4, bool))) == 0.0
-    batched = jax.jit(jax.vmap(M.masked_mean))(jnp.stack([x, x]), jnp.stack([m, jnp.zeros(4, bool)]))
-    np.testing.assert_allclose(batched, [7 / 3, 0.0], rtol=1e-6)
-
-
 def _torch_style_ce(logits, labels, mask, w=None):
     logits, labels = np.asarray(logits, np.float64)[mask], np.asarray(labels)[mask]
     logp = logits - np.log(np.exp(logits - logits.max(1, keepdims=True)).sum(1, keepdims=True)) - logits.max(1, keepdims=True)

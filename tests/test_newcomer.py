@@ -7,6 +7,7 @@ import pathlib
 import urllib.request
 
 import pytest
+from conftest import IN_CI
 
 from uniimb_jax import __version__, cli
 from uniimb_jax.config import smoke_config
@@ -16,7 +17,7 @@ from uniimb_jax.train import train
 
 ROOT = pathlib.Path(__file__).resolve().parents[1]
 TU = ROOT.parent / "shared" / "data" / "tu"
-needs_tu = pytest.mark.skipif(not TU.is_dir(), reason=f"{TU} missing")
+needs_tu = pytest.mark.skipif(not TU.is_dir() and not IN_CI, reason=f"{TU} missing")
 
 
 def _no_network(monkeypatch):

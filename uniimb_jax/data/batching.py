@@ -11,10 +11,7 @@ compiled train step serves them all (STYLE.md, lesson 4):
   evaluation lists so that no evaluation graph is ever dropped;
 * :func:`make_batch` gathers graphs into a ``jraph.GraphsTuple`` (vectorised: offsets,
   ``np.repeat``, ``cumsum``; no per-graph loop) and pads it with ``jraph.pad_with_graphs``;
-* :func:`epoch_batches` cuts a shuffled index list into batches of exactly ``B`` real graphs;
-  :func:`eval_batches` covers an index list once, in order, with a masked tail;
-* :func:`stack_batches` stacks batches along a new leading axis, for ``lax.scan`` over the
-  batches of an epoch or ``vmap`` over seeds.
+* :func:`num_train_batches` is the number of training batches of an epoch.
 
 Layout of a batch (what ``jraph.pad_with_graphs`` produces, and what
 :func:`uniimb_jax.data.device_batching.gather_batch` reproduces on the device): graph slots
@@ -30,11 +27,9 @@ from __future__ import annotations
 import math
 from typing import NamedTuple, Optional, Sequence
 
-import jax
 import jraph
 import numpy as np
 
-from uniimb_jax.data import batch as batch_lib
 from uniimb_jax.data.batch import GraphBatch
 from uniimb_jax.data.dataset import GraphDataset
 from uniimb_jax.data.features import NodeFeatures
@@ -47,10 +42,7 @@ __all__ = [
     "chunk_totals",
     "pack_eval",
     "make_batch",
-    "epoch_batches",
-    "eval_batches",
     "num_train_batches",
-    "stack_batches",
 ]
 
 # Node and edge budgets are rounded up to a multiple of this. A budget that is a multiple of
@@ -103,7 +95,7 @@ def padding_budget(
         concatenation of up-sampled train, validation and test index lists): an up-sampled
         list can put the same large graph several times in one batch, which a budget over
         distinct graphs would not fit. Default: every graph of ``ds`` once. A list shorter
-        than ``B`` is tiled, as :func:`epoch_batches` does.
+        than ``B`` is tiled.
       multiple: rounding of ``n_node`` and ``n_edge``.
 
     Returns:
@@ -430,54 +422,3 @@ def num_train_batches(num_indices: int, graphs_per_batch: int) -> int:
     return -(-num_indices // graphs_per_batch)
 
 
-def epoch_batches(
-    ds: GraphDataset,
-    feats: NodeFeatures,
-    indices: np.ndarray,
-    budget: PaddingBudget,
-    rng: np.random.Generator,
-    shuffle: bool = True,
-) -> list[GraphBatch]:
-    """One training epoch: ``ceil(n / B)`` batches of exactly ``B`` real graphs each.
-
-    The index list is permuted (if ``shuffle``) and cut into consecutive runs of ``B``. The
-    last batch is completed by wrapping around to the start of the permutation, so a few
-    graphs are seen twice in the epoch rather than a batch holding fewer real graphs: every
-    batch then has the same number of real graphs, which keeps class-balanced up-sampled
-    batches balanced and the mean loss's scale constant. (A list shorter than ``B`` is
-    tiled.) Every index appears at least once per epoch.
-
-    Args:
-      indices: ``[n] int`` training indices (repetitions of up-sampling included).
-      rng: host generator, e.g. ``np.random.default_rng(seed)``; advanced by the shuffle.
-    """
-    idx = np.asarray(indices, np.int64).reshape(-1)
-    b = budget.graphs_per_batch
-    nb = num_train_batches(idx.size, b)
-    order = rng.permutation(idx) if shuffle else idx
-    order = np.resize(order, nb * b)  # np.resize repeats from the start: the wrap-around
-    return [make_batch(ds, feats, order[i * b : (i + 1) * b], budget) for i in range(nb)]
-
-
-def eval_batches(
-    ds: GraphDataset, feats: NodeFeatures, indices: np.ndarray, budget: PaddingBudget
-) -> list[GraphBatch]:
-    """Batches covering ``indices`` exactly once, in order.
-
-    The last batch may hold fewer than ``B`` real graphs; its remaining slots are empty graphs
-    with ``graph_mask`` False, so every masked reduction counts each index once.
-    """
-    idx = np.asarray(indices, np.int64).reshape(-1)
-    b = budget.graphs_per_batch
-    return [make_batch(ds, feats, idx[i : i + b], budget) for i in range(0, idx.size, b)]
-
-
-def stack_batches(batches: Sequence[GraphBatch]) -> GraphBatch:
-    """Stacks equal-shape batches along a new leading axis: every leaf ``[k, ...]``.
-
-    Used for the batches of an epoch (to ``lax.scan`` over) and for per-seed batches (to
-    ``vmap`` over). ``None`` fields (``edges``, ``globals``) stay ``None``.
-    """
-    if not batches:
-        raise ValueError("stack_batches: no batches given")
-    return jax.tree.map(lambda *xs: np.stack(xs), *batches)

@@ -162,26 +162,6 @@ def auroc_ovr(
     return jnp.where(has_nan, jnp.nan, auc)
 
 
-def masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
-    """Mean of ``values`` over the real rows.
-
-    Args:
-      values: ``[n, ...]`` numbers.
-      mask: ``[n]`` (or any leading prefix of ``values.shape``) bool; broadcast over the
-        trailing axes of ``values``.
-
-    Returns:
-      ``[]`` mean over the selected elements; 0 when none is selected. Padding values,
-      NaN included, never reach the result.
-    """
-    mask = jnp.broadcast_to(
-        mask.reshape(mask.shape + (1,) * (values.ndim - mask.ndim)), values.shape
-    )
-    total = jnp.sum(jnp.where(mask, values, 0))
-    count = jnp.sum(mask)
-    return total / jnp.maximum(count, 1).astype(total.dtype)
-
-
 def softmax_cross_entropy(
     logits: jax.Array,
     labels: jax.Array,

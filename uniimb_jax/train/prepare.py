@@ -24,7 +24,7 @@ from uniimb_jax.data import batching, device_batching
 from uniimb_jax.data import splits as splits_lib
 from uniimb_jax.data.dataset import GraphDataset, without_self_loops
 from uniimb_jax.data.features import compute_features
-from uniimb_jax.data.splits import Split, make_split
+from uniimb_jax.data.splits import Split, make_split, make_splits
 from uniimb_jax.errors import ConfigError, SplitError
 from uniimb_jax.methods import get_method
 from uniimb_jax.train import sharding as sharding_lib
@@ -98,10 +98,7 @@ def draw_splits(ds: GraphDataset, cfg: TrainConfig) -> list[Split]:
         split = splits_lib.fixed_split(
             ds, splits_lib.load_split_file(path, ds), cfg.imbalance, cfg.seed)
         return [split] * cfg.runs
-    return [
-        make_split(ds, cfg.imbalance, cfg.degree, seed, protocol=cfg.split_protocol)
-        for seed in cfg.seeds
-    ]
+    return make_splits(ds, cfg.imbalance, cfg.degree, cfg.seeds, protocol=cfg.split_protocol)
 
 
 def _pad(idx: np.ndarray, length: int) -> np.ndarray:
@@ -207,7 +204,7 @@ def seed_data_from_splits(
         test_shuffled_idx=shuf_idx,
         test_shuffled_scored=shuf_scored,
     )
-    return data, -(-t_len // b), eval_budget
+    return data, batching.num_train_batches(t_len, b), eval_budget
 
 
 def run_budget(

@@ -198,6 +198,8 @@ def _train_loop(cfg, prep, sweep, wd, ckpt, bar, log, t_start, stop_after_calls)
                 if meta.get(key) is not None:
                     before[key] = float(meta[key])
             log(f"resuming from the checkpoint at epoch {start_epoch} in {wd}")
+            if prep.mesh is not None:  # a checkpoint restored onto the run's seed mesh
+                sharding_lib.check_seed_sharded(state, prep.mesh)
         if primary:
             write_json_atomic(wd / "config.json", json.loads(cfg.to_json()))
             rewrite_metrics(wd / "metrics.jsonl", start_epoch)
