@@ -45,13 +45,20 @@ def test_value_and_gradients_match_one_segment_sum(num_real, chunk):
                                rtol=1e-5, atol=1e-5)
 
 
-def test_nothing_past_the_real_edges_is_read():
-    # Weights past num_edges are zero by contract; make their endpoints point at a node whose
-    # state is huge: a chunked sum that stopped in time never sees it.
-    h, s, r, w = _graph(64)
-    h = h.at[N - 1].set(1e30)
-    out = edge_sum(h, s, r, w, 64, chunk=64)
-    assert np.all(np.isfinite(np.asarray(out)))
+@pytest.mark.parametrize("num_real", [64, 128])
+def test_nothing_past_the_last_real_chunk_is_read(num_real):
+    # The padding edges' endpoint holds NaN: weight 0 times NaN is NaN, so any padding edge
+    # the sum reads shows. The real edges fill whole chunks here; within a chunk padding is
+    # read (weight 0 times a finite padding node state, by contract).
+    h, s, r, w = _graph(num_real)
+    h = h.at[N - 1].set(jnp.nan)
+    out = np.asarray(edge_sum(h, s, r, w, num_real, chunk=64))
+    want = np.zeros((N, D), np.float32)
+    np.add.at(want, np.asarray(r)[:num_real],
+              np.asarray(w)[:num_real, None] * np.asarray(h)[np.asarray(s)[:num_real]])
+    np.testing.assert_allclose(out, want, rtol=1e-5, atol=1e-6)
+    # The same sum over every edge does read the padding: the check above can fail.
+    assert np.isnan(np.asarray(edge_sum(h, s, r, w, None, chunk=64))).any()
 
 
 def test_vmap_over_seeds_with_different_edge_counts():
