@@ -34,4 +34,4 @@ run --table class --datasets NCI1 --variants uniimb-reference uniimb-corrected g
 # 8. NCI1 and DD, topology imbalance (10% of the graphs train: cheap)
 run --table topology --datasets NCI1 DD --variants uniimb-reference uniimb-corrected
 # 9. DD, class imbalance (about 10 h a cell on a 2-core CPU)
-run --table class --datasets DD --variants uniimb-reference gin-upsample-g2gnn
+run --table class --datasets DD --variants uniimb-reference gin-upsample-g2gnn uniimb-reference-corrected-split

@@ -74,6 +74,8 @@ def main(argv=None) -> int:
                     continue
             extra = {} if args.early_stop_window is None else {
                 "early_stop_window": args.early_stop_window}
+            if variant.split_protocol is not None:
+                extra["split_protocol"] = variant.split_protocol
             cfg = make_config(
                 dataset, table.imbalance, degree=table.degree, method=variant.method,
                 preset=variant.preset, runs=args.runs, epochs=args.epochs,
