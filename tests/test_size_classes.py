@@ -106,3 +106,37 @@ def test_seed_groups_of_one_train_with_size_classes_like_the_vmap():
         out[group] = jax.tree.map(np.asarray, records)
     np.testing.assert_allclose(out[1]["train_loss"], out[0]["train_loss"], atol=1e-4)
     np.testing.assert_allclose(out[1]["val_loss"], out[0]["val_loss"], atol=2e-3)
+
+
+@pytest.mark.slow
+def test_unbatched_seeds_take_the_worst_case_budget_instead_of_dropping_graphs():
+    """A tight quantile budget: the vmapped sweep drops graphs of its oversized batches,
+    seeds run one at a time compute those batches at the large budget and drop none."""
+    dropped = {}
+    for group in (0, 1):
+        prep = prepare_run(smoke_config(runs=2, epochs=2, epochs_per_call=2,
+                                        seeds_per_group=group, budget_quantile=0.3))
+        spec = prep.engine.spec
+        assert spec.large_n_node > spec.n_node
+        sweep = Sweep(prep)
+        state = sweep.init(prep.seed_data, prep.device_data)
+        _, records = sweep.run_epochs(state, prep.seed_data, prep.device_data)
+        dropped[group] = np.asarray(records["dropped_graphs"])
+    assert dropped[0].sum() > 0
+    assert not dropped[1].any()
+
+
+def test_the_large_budget_fits_any_b_training_graphs():
+    from uniimb_jax.train.prepare import draw_splits, large_budget, load_dataset, run_budget
+
+    cfg = smoke_config(budget_quantile=0.3)
+    ds = load_dataset(cfg)
+    splits = draw_splits(ds, cfg)
+    budget, _ = run_budget(ds, cfg, splits)
+    n_node, n_edge = large_budget(ds, cfg, splits, budget)
+    trains = np.concatenate([s.train_upsampled for s in splits])
+    worst = batching.padding_budget(ds, cfg.batch_size, trains)
+    assert (n_node, n_edge) == (worst.n_node, worst.n_edge)
+    assert n_node > budget.n_node
+    worst_cfg = dataclasses.replace(cfg, budget="worst")
+    assert large_budget(ds, worst_cfg, splits, budget) == (0, 0)
