@@ -109,15 +109,14 @@ def test_seed_groups_of_one_train_with_size_classes_like_the_vmap():
 
 
 @pytest.mark.slow
-def test_unbatched_seeds_take_the_worst_case_budget_instead_of_dropping_graphs():
+def test_unbatched_seeds_take_an_oversize_budget_instead_of_dropping_graphs():
     """A tight quantile budget: the vmapped sweep drops graphs of its oversized batches,
-    seeds run one at a time compute those batches at the large budget and drop none."""
+    seeds run one at a time compute those batches at an oversize budget and drop none."""
     dropped = {}
     for group in (0, 1):
         prep = prepare_run(smoke_config(runs=2, epochs=2, epochs_per_call=2,
                                         seeds_per_group=group, budget_quantile=0.3))
-        spec = prep.engine.spec
-        assert spec.large_n_node > spec.n_node
+        assert prep.spec.oversize and prep.spec.oversize[0][0] > prep.spec.n_node
         sweep = Sweep(prep)
         state = sweep.init(prep.seed_data, prep.device_data)
         _, records = sweep.run_epochs(state, prep.seed_data, prep.device_data)
@@ -126,17 +125,22 @@ def test_unbatched_seeds_take_the_worst_case_budget_instead_of_dropping_graphs()
     assert not dropped[1].any()
 
 
-def test_the_large_budget_fits_any_b_training_graphs():
-    from uniimb_jax.train.prepare import draw_splits, large_budget, load_dataset, run_budget
+def test_oversize_budgets_are_the_sampled_maximum_then_the_worst_case():
+    from uniimb_jax.train.prepare import draw_splits, load_dataset, oversize_budgets, run_budget
 
     cfg = smoke_config(budget_quantile=0.3)
     ds = load_dataset(cfg)
     splits = draw_splits(ds, cfg)
-    budget, _ = run_budget(ds, cfg, splits)
-    n_node, n_edge = large_budget(ds, cfg, splits, budget)
+    budget, totals = run_budget(ds, cfg, splits)
+    ladder = oversize_budgets(ds, cfg, splits, budget, totals)
     trains = np.concatenate([s.train_upsampled for s in splits])
     worst = batching.padding_budget(ds, cfg.batch_size, trains)
-    assert (n_node, n_edge) == (worst.n_node, worst.n_edge)
-    assert n_node > budget.n_node
+    assert ladder[-1] == (worst.n_node, worst.n_edge)
+    # Nested and ascending from the quantile budget; the first fits every sampled batch.
+    prev = (budget.n_node, budget.n_edge)
+    for n_node, n_edge in ladder:
+        assert n_node >= prev[0] and n_edge >= prev[1] and (n_node, n_edge) != prev
+        prev = (n_node, n_edge)
+    assert ladder[0][0] >= totals[0].max() + 1 and ladder[0][1] >= totals[1].max()
     worst_cfg = dataclasses.replace(cfg, budget="worst")
-    assert large_budget(ds, worst_cfg, splits, budget) == (0, 0)
+    assert oversize_budgets(ds, worst_cfg, splits, budget, None) == ()

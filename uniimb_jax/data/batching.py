@@ -168,6 +168,14 @@ def quantile_budget(
     )
 
 
+def totals_budget(node_totals: np.ndarray, edge_totals: np.ndarray,
+                  multiple: int = BUDGET_MULTIPLE) -> tuple[int, int]:
+    """``(n_node, n_edge)`` that fit every batch of the given totals (``[k] int``), plus the
+    padding node, rounded up to ``multiple``."""
+    return (_round_up(int(np.max(node_totals)) + 1, multiple),
+            _round_up(int(np.max(edge_totals)), multiple))
+
+
 def sampled_batch_totals(
     ds: GraphDataset, graphs_per_batch: int, train_indices: Sequence[np.ndarray],
     num_samples: int = 2048, seed: int = 0,

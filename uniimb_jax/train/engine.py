@@ -81,13 +81,15 @@ class StaticSpec:
     small_n_edge: int = 0
     small_eval_n_node: int = 0
     small_eval_n_edge: int = 0
-    # A third, worst-case budget for the rare training batch above the quantile one (0 =
-    # none; batching.padding_budget): an unbatched seed computes that batch whole instead of
-    # leaving out its last graphs, as the published code never does. Under vmap every branch
-    # would run on every step, so batched seeds keep the quantile budget and its rare drops
-    # (counted in the records as ``dropped_graphs``).
-    large_n_node: int = 0
-    large_n_edge: int = 0
+    # Ascending ``(n_node, n_edge)`` budgets for the training batches above the quantile
+    # one (prepare.oversize_budgets): the largest of the sampled batches, then the worst case
+    # of any B training graphs. An unbatched seed computes such a batch at the first one it
+    # fits instead of leaving out its last graphs, as the published code never does. A batch
+    # above the quantile budget is 1 in 20; one above the sampled maximum, under 1 in 2048:
+    # the worst case (on PROTEINS 10x a typical batch) is then almost never computed. Under
+    # vmap every branch would run on every step, so batched seeds keep the quantile budget
+    # and its rare drops (counted in the records as ``dropped_graphs``).
+    oversize: tuple[tuple[int, int], ...] = ()
 
     @property
     def eval_budget(self) -> tuple[int, int]:
@@ -231,8 +233,8 @@ class Engine:
         """One epoch over the seed's training graphs.
 
         ``size_classes``: a batch that fits the spec's small budget is computed at that
-        budget, and one above the quantile budget at the spec's worst-case (large) one
-        instead of dropping graphs (branches: only for unbatched seeds). Same graphs, same
+        budget, and one above the quantile budget at the first of the spec's oversize budgets
+        it fits instead of dropping graphs (branches: only for unbatched seeds). Same graphs, same
         results up to the rounding of sums over a different number of padding rows.
 
         Returns ``(state, mean_loss [], dropped [] int32)``, ``dropped`` counting the graphs
@@ -249,11 +251,10 @@ class Engine:
             return step
 
         full = (self.spec.n_node, self.spec.n_edge)
-        large = (self.spec.large_n_node, self.spec.large_n_edge)
         # The size classes in ascending order; a batch takes the first one it fits.
         budgets = [full]
         if size_classes:
-            budgets = ([small] if small[0] else []) + budgets + ([large] if large[0] else [])
+            budgets = ([small] if small[0] else []) + budgets + list(self.spec.oversize)
         if len(budgets) == 1:
             step = step_at(*full)
         else:
@@ -282,7 +283,7 @@ class Engine:
         (state, loss_sum, graphs), _ = jax.lax.scan(body, init, (indices, valid))
         mean_loss = loss_sum / jnp.maximum(jnp.sum(valid), 1)
         # Graphs a quantile padding budget left out this epoch (0 with the worst-case one,
-        # and for unbatched seeds whose spec has a large budget).
+        # and for unbatched seeds whose spec has oversize budgets).
         dropped = jnp.sum(valid) * self.spec.batch_size - graphs
         return state, mean_loss, dropped
 

@@ -246,20 +246,28 @@ def small_budgets(
     return small_train, batching.small_budget(*val_totals, val_budget)
 
 
-def large_budget(
+def oversize_budgets(
     ds: GraphDataset, cfg: TrainConfig, splits: list[Split], budget: batching.PaddingBudget,
-) -> tuple[int, int]:
-    """The worst-case budget of any ``B`` training graphs (repetitions included), for the
-    training batches above the quantile budget (``(0, 0)`` = none: the worst-case budget
-    is the run's own, or already no larger). An unbatched seed computes such a batch at
-    this budget, so it drops no graph (:meth:`~uniimb_jax.train.engine.Engine.train_epoch`)."""
-    if cfg.budget != "quantile":
-        return (0, 0)
+    train_totals: Optional[tuple[np.ndarray, np.ndarray]],
+) -> tuple[tuple[int, int], ...]:
+    """Ascending budgets above the quantile one, for the training batches that exceed it:
+    the largest sampled batch (``train_totals``, from :func:`run_budget`), then the worst
+    case of any ``B`` training graphs (repetitions included). Each one nests the previous
+    (no smaller in nodes or edges); one that adds nothing is left out; ``()`` with the
+    worst-case budget. An unbatched seed computes an oversized batch at the first one it
+    fits, so it drops no graph (:meth:`~uniimb_jax.train.engine.Engine.train_epoch`)."""
+    if cfg.budget != "quantile" or train_totals is None:
+        return ()
     trains = np.concatenate([np.asarray(_batched_lists(s, cfg)[0]) for s in splits])
     worst = batching.padding_budget(ds, cfg.batch_size, trains)
-    if worst.n_node <= budget.n_node and worst.n_edge <= budget.n_edge:
-        return (0, 0)
-    return max(worst.n_node, budget.n_node), max(worst.n_edge, budget.n_edge)
+    sampled_max = batching.totals_budget(*train_totals)
+    out, prev = [], (budget.n_node, budget.n_edge)
+    for n_node, n_edge in (sampled_max, (worst.n_node, worst.n_edge)):
+        nested = (max(n_node, prev[0]), max(n_edge, prev[1]))
+        if nested != prev:
+            out.append(nested)
+            prev = nested
+    return tuple(out)
 
 
 @dataclasses.dataclass
@@ -325,7 +333,7 @@ def prepare_run(
     n_node, n_edge = budget.n_node, budget.n_edge
     small_train, small_val = small_budgets(ds, cfg, seed_data, train_totals, (n_node, n_edge),
                                            eval_budget[:2])
-    large_train = large_budget(ds, cfg, splits, budget)
+    oversize = oversize_budgets(ds, cfg, splits, budget, train_totals)
     spec = StaticSpec(
         num_classes=ds.num_classes,
         batch_size=cfg.batch_size,
@@ -340,8 +348,7 @@ def prepare_run(
         small_n_edge=small_train[1],
         small_eval_n_node=small_val[0],
         small_eval_n_edge=small_val[1],
-        large_n_node=large_train[0],
-        large_n_edge=large_train[1],
+        oversize=oversize,
     )
     # Real nodes per padded node of an average training batch.
     mean_nodes = float(np.mean([np.mean(ds.nodes_per_graph[_batched_lists(sp, cfg)[0]])
