@@ -258,15 +258,20 @@ class Engine:
         if len(budgets) == 1:
             step = step_at(*full)
         else:
-            def step(st, idx):
-                nodes, edges = device_batching.batch_totals(dd, idx)
-                fits = [(nodes + 1 <= n) & (edges <= e) for n, e in budgets[:-1]]
-                if len(budgets) == 2:  # a cond, the program of two classes unchanged
-                    return jax.lax.cond(fits[0], step_at(*budgets[0]),
-                                        step_at(*budgets[1]), st, idx)
-                # Budgets are nested: a batch that fits one fits every larger one.
-                which = sum((~f).astype(jnp.int32) for f in fits)
-                return jax.lax.switch(which, [step_at(*b) for b in budgets], st, idx)
+            def classes(rest):
+                """The step of the first budget of ``rest`` a batch fits: nested conds
+                (budgets are nested, so a batch that misses one tries the next)."""
+                if len(rest) == 1:
+                    return step_at(*rest[0])
+                (n, e), larger = rest[0], classes(rest[1:])
+
+                def step_class(st, idx):
+                    nodes, edges = device_batching.batch_totals(dd, idx)
+                    fits = (nodes + 1 <= n) & (edges <= e)
+                    return jax.lax.cond(fits, step_at(n, e), larger, st, idx)
+                return step_class
+
+            step = classes(budgets)
 
         def no_step(st, idx):
             return st, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32)
