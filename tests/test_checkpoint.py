@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 import pathlib
 import shutil
-from typing import NamedTuple
+from typing import Any, NamedTuple
 
 import jax
 import jax.numpy as jnp
@@ -232,3 +232,30 @@ def test_unwritable_directory_raises(tmp_path):
             Checkpointer(d)
     finally:
         d.chmod(0o700)
+
+
+class _OldState(NamedTuple):  # the field names of checkpoints before the method interface
+    params: Any
+    proto: Any
+    last_usage: Any
+
+
+class _NewState(NamedTuple):
+    params: Any
+    method_state: Any
+    last_aux: Any
+
+
+def test_a_checkpoint_with_the_earlier_field_names_restores(tmp_path):
+    """A run checkpointed before TrainState's fields were renamed (proto -> method_state,
+    last_usage -> last_aux) resumes: same arrays, same order, the digest checked."""
+    old = _OldState(jnp.arange(3.0), {"bias": jnp.ones(2)}, {"usage": jnp.full(2, 7.0)})
+    with Checkpointer(tmp_path / "ck") as ckpt:
+        ckpt.save(4, old, {"epoch": 4})
+    target = _NewState(jnp.zeros(3), {"bias": jnp.zeros(2)}, {"usage": jnp.zeros(2)})
+    with Checkpointer(tmp_path / "ck") as ckpt:
+        step, state, meta = ckpt.restore_latest(target)
+    assert step == 4 and meta["epoch"] == 4 and isinstance(state, _NewState)
+    np.testing.assert_array_equal(np.asarray(state.params), [0.0, 1.0, 2.0])
+    np.testing.assert_array_equal(np.asarray(state.method_state["bias"]), [1.0, 1.0])
+    np.testing.assert_array_equal(np.asarray(state.last_aux["usage"]), [7.0, 7.0])

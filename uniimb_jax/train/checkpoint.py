@@ -86,6 +86,27 @@ def _digest(tree: Any) -> str | None:
     return h.hexdigest()
 
 
+# TrainState fields renamed by the method interface: new name -> the name checkpoints of
+# earlier versions hold (the same arrays, in the same field order).
+LEGACY_FIELD_NAMES = {"method_state": "proto", "best_method_state": "best_proto",
+                      "last_aux": "last_usage"}
+
+
+def _legacy_target(abstract: Any) -> Any:
+    """``abstract`` as a dict under the field names of earlier checkpoints, or ``None`` when
+    it has none of the renamed fields (a NamedTuple saves as a dict of its fields)."""
+    fields = getattr(abstract, "_fields", None)
+    if not fields or not set(LEGACY_FIELD_NAMES) & set(fields):
+        return None
+    return {LEGACY_FIELD_NAMES.get(f, f): getattr(abstract, f) for f in fields}
+
+
+def _from_legacy(abstract: Any, restored: dict) -> Any:
+    """The restored legacy dict as the target's NamedTuple (field order = save order)."""
+    return type(abstract)(**{f: restored[LEGACY_FIELD_NAMES.get(f, f)]
+                             for f in abstract._fields})
+
+
 def _check_matches(target: Any, restored: Any) -> None:
     """Raises ValueError unless ``restored`` has the target's structure, shapes and dtypes."""
     t_leaves, t_def = jax.tree.flatten(target)
@@ -211,13 +232,14 @@ class Checkpointer:
         ``ValueError`` when the checkpoint does not match the target.
         """
         abstract = jax.tree.map(_abstract, target_pytree)
-        out = self._manager.restore(
-            step,
-            args=ocp.args.Composite(
-                state=ocp.args.StandardRestore(abstract),
-                meta=ocp.args.JsonRestore(),
-            ),
-        )
+        try:
+            out = self._restore_items(step, abstract)
+        except ValueError:
+            legacy = _legacy_target(abstract)
+            if legacy is None:
+                raise
+            out = self._restore_items(step, legacy)
+            out = {"state": _from_legacy(abstract, out["state"]), "meta": out["meta"]}
         state, meta = out["state"], out["meta"]
         _check_matches(target_pytree, state)
         if not isinstance(meta, dict):
@@ -230,6 +252,15 @@ class Checkpointer:
                 f"recorded {str(expected)[:16]}...)"
             )
         return _from_restored(target_pytree, state), meta
+
+    def _restore_items(self, step: int, abstract: Any) -> dict:
+        return self._manager.restore(
+            step,
+            args=ocp.args.Composite(
+                state=ocp.args.StandardRestore(abstract),
+                meta=ocp.args.JsonRestore(),
+            ),
+        )
 
     def restore_latest(self, target_pytree: Any) -> tuple[int, Any, dict] | None:
         """Restores the newest restorable step.
