@@ -86,7 +86,7 @@ class StaticSpec:
     # of any B training graphs. An unbatched seed computes such a batch at the first one it
     # fits instead of leaving out its last graphs, as the published code never does. A batch
     # above the quantile budget is 1 in 20; one above the sampled maximum, under 1 in 2048:
-    # the worst case (on PROTEINS 10x a typical batch) is then almost never computed. Under
+    # the worst case (on PROTEINS 9x the quantile budget) is then almost never computed. Under
     # vmap every branch would run on every step, so batched seeds keep the quantile budget
     # and its rare drops (counted in the records as ``dropped_graphs``).
     oversize: tuple[tuple[int, int], ...] = ()

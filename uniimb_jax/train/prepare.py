@@ -82,8 +82,9 @@ def draw_splits(ds: GraphDataset, cfg: TrainConfig) -> list[Split]:
     """One split per seed: each from its own seed, or one fixed split for every seed.
 
     The fixed split is ``cfg.split_file`` when given; for the topology runs of a preset with
-    :attr:`~uniimb_jax.methods.Preset.fixed_topology_split` it is the packaged reference file of the dataset and mode where one exists, else
-    the split of the first seed (the published code runs all seeds on one split file).
+    :attr:`~uniimb_jax.methods.Preset.fixed_topology_split` it is the packaged reference
+    file of the dataset and mode where one exists, else the split of the first seed (the
+    published code runs all seeds on one split file).
     """
     path = cfg.split_file
     fixed = get_method(cfg.method).preset(cfg.preset).fixed_topology_split
