@@ -26,13 +26,13 @@ import optax
 
 from uniimb_jax.config import TrainConfig
 from uniimb_jax.data import device_batching
+from uniimb_jax.errors import ConfigError
 from uniimb_jax.methods import get_method
 from uniimb_jax.train import early_stopping as es
 from uniimb_jax.train import metrics as metrics_lib
 from uniimb_jax.models.torch_init import torch_default_init
 from uniimb_jax.train.optim import frozen_parameters, make_optimizer
 from uniimb_jax.train.state import SeedData, TrainState
-from uniimb_jax.errors import ConfigError
 
 _SHUFFLE, _STEP, _EVAL = 0, 1, 2
 
@@ -258,20 +258,19 @@ class Engine:
         if len(budgets) == 1:
             step = step_at(*full)
         else:
-            def classes(rest):
-                """The step of the first budget of ``rest`` a batch fits: nested conds
-                (budgets are nested, so a batch that misses one tries the next)."""
-                if len(rest) == 1:
-                    return step_at(*rest[0])
-                (n, e), larger = rest[0], classes(rest[1:])
+            def step(st, idx):
+                nodes, edges = device_batching.batch_totals(dd, idx)  # once per batch
 
-                def step_class(st, idx):
-                    nodes, edges = device_batching.batch_totals(dd, idx)
+                def first_fitting(rest):
+                    """The step of the first budget of ``rest`` the batch fits: nested
+                    conds (budgets are nested: a batch that misses one tries the next)."""
+                    if len(rest) == 1:
+                        return step_at(*rest[0])
+                    (n, e), larger = rest[0], first_fitting(rest[1:])
                     fits = (nodes + 1 <= n) & (edges <= e)
-                    return jax.lax.cond(fits, step_at(n, e), larger, st, idx)
-                return step_class
+                    return lambda s, i: jax.lax.cond(fits, step_at(n, e), larger, s, i)
 
-            step = classes(budgets)
+                return first_fitting(budgets)(st, idx)
 
         def no_step(st, idx):
             return st, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32)
