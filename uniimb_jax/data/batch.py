@@ -9,7 +9,7 @@ axis (``jax.tree.map(lambda *x: np.stack(x), *batches)``).
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import jax
 import jraph
@@ -36,6 +36,9 @@ class GraphBatch(NamedTuple):
       node_mask: ``[n_node] bool`` True for nodes of real graphs.
       edge_mask: ``[n_edge] bool`` True for edges of real graphs.
       graph_index: ``[n_graph] int32`` dataset index of every graph (-1 for padding).
+      extras: ``None``, or the method's dataset-level arrays (``DeviceDataset.extras``, e.g.
+        G2GNN's kernel-neighbour table) for a model that reads them; shared by every batch
+        and seed, never vmapped.
     """
 
     graphs: jraph.GraphsTuple
@@ -45,6 +48,7 @@ class GraphBatch(NamedTuple):
     node_mask: jax.Array
     edge_mask: jax.Array
     graph_index: jax.Array
+    extras: Optional[dict] = None
 
     @property
     def n_graph(self) -> int:

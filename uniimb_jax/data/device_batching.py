@@ -17,7 +17,7 @@ and edge past the real ones; padding edges connect the first padding node to its
 
 from __future__ import annotations
 
-from typing import NamedTuple
+from typing import NamedTuple, Optional
 
 import jax
 import jax.numpy as jnp
@@ -38,6 +38,9 @@ class DeviceDataset(NamedTuple):
       node_offsets: ``[G+1] int32`` node range of every graph.
       edge_offsets: ``[G+1] int32`` edge range of every graph.
       labels: ``[G] int32`` class of every graph.
+      extras: ``None`` or the method's own dataset-level arrays
+        (:attr:`~uniimb_jax.methods.Method.dataset_arrays`), e.g. ``{"kernel_neighbours":
+        [G, m] int32}``.
     """
 
     nodes: dict
@@ -46,10 +49,14 @@ class DeviceDataset(NamedTuple):
     node_offsets: jax.Array
     edge_offsets: jax.Array
     labels: jax.Array
+    extras: Optional[dict] = None
 
 
-def to_device_dataset(ds: GraphDataset, node_features: dict) -> DeviceDataset:
-    """Moves ``ds`` and its node features (``{name: [N, *] array}``) to the default device."""
+def to_device_dataset(ds: GraphDataset, node_features: dict,
+                      extras: Optional[dict] = None) -> DeviceDataset:
+    """Moves ``ds``, its node features (``{name: [N, *] array}``) and a method's
+    dataset-level arrays ``extras`` (``{name: array}``; ``None`` or empty = none) to the
+    default device."""
     if ds.num_edges >= 2**31 or ds.num_nodes >= 2**31:
         raise ValueError(f"{ds.name}: too many nodes/edges for int32 indices")
     for key, value in node_features.items():
@@ -65,6 +72,7 @@ def to_device_dataset(ds: GraphDataset, node_features: dict) -> DeviceDataset:
         node_offsets=jnp.asarray(ds.node_offsets, dtype=jnp.int32),
         edge_offsets=jnp.asarray(ds.edge_offsets, dtype=jnp.int32),
         labels=jnp.asarray(ds.graph_labels, dtype=jnp.int32),
+        extras={k: jnp.asarray(v) for k, v in extras.items()} if extras else None,
     )
 
 

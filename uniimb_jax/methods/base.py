@@ -10,15 +10,20 @@ point                         what the method gives
 configuration                 :attr:`Method.presets` (data, each citing its source) and
                               :attr:`Method.configure` (a preset row -> model + run settings)
 host preparation              :attr:`Method.sampler` (which training list: ``"upsample"``
-                              trains on the up-sampled split) and :attr:`Method.class_weights`
-                              (per-class loss weights from a training list)
+                              trains on the up-sampled split), :attr:`Method.class_weights`
+                              (per-class loss weights from a training list) and
+                              :attr:`Method.dataset_arrays` (arrays over the whole dataset,
+                              e.g. G2GNN's kernel neighbours, on the device beside it)
+batches                       :attr:`Method.batch_graphs` (the graphs a batch gathers
+                              besides its own: G2GNN's kernel neighbours)
 initialisation                :attr:`Method.create_models` (Flax modules, ``"default"`` and
                               any other the evaluations name) and :attr:`Method.init_state`
                               (the method's own non-gradient state, any pytree)
 loss                          :attr:`Method.classification_loss` (per-graph loss over the
                               real graphs: the class-weighted cross-entropy unless replaced,
                               e.g. by a focal loss) and :attr:`Method.loss` (it plus the
-                              method's own terms)
+                              method's own terms); :attr:`Method.graph_loss` (a per-graph
+                              loss that needs the model's ``aux``: G2GNN's views)
 after a step / an epoch       :attr:`Method.after_step`, :attr:`Method.after_epoch` (pure
                               transitions of the method's state)
 prediction                    ``model.apply(variables, batch, method_state, train=False)``
@@ -114,6 +119,10 @@ def _no_state(model_cfg):
     return ()
 
 
+def _no_arrays(ds, model_cfg, cache_dir):
+    return {}
+
+
 def uniform_class_weights(labels: np.ndarray, num_classes: int) -> np.ndarray:
     """``[C] float32`` ones: every class weighs the same."""
     return np.ones(num_classes, np.float32)
@@ -156,6 +165,19 @@ class Method:
       sampler: ``None`` (the split's training list) or ``"upsample"`` (its up-sampled list).
       class_weights: ``(labels [n] int, C) -> [C] float32`` loss weights per class from a
         seed's training list.
+      dataset_arrays: ``(GraphDataset, ModelConfig, cache_dir or None) -> {name: array}``:
+        host preparation over every graph of the dataset, once per run (e.g. a graph kernel's
+        neighbour table); on the device as ``DeviceDataset.extras`` and handed to the model
+        as ``batch.extras``.
+      batch_graphs: ``None``, or ``(indices [B] int32, extras) -> [G] int32`` (jit-safe):
+        the graphs a batch of ``B`` gathers, its own first; the others join the forward pass
+        (BatchNorm statistics included) but not the loss, the predictions or the metrics.
+      graph_loss: ``None``, or ``(logits [n, C], labels [n], aux, ModelConfig) -> [n]``: a
+        per-graph loss
+        that needs the model's ``aux`` (G2GNN: the NLL of each augmented view plus the
+        consistency between the views). When set it is both the training loss (its mean over
+        the real graphs, in place of :attr:`classification_loss`; class weights unused) and
+        the validation loss (in place of the cross-entropy of ``logits``).
     """
 
     name: str
@@ -171,6 +193,9 @@ class Method:
     evaluations: tuple[Evaluation, ...] = ()
     sampler: Optional[str] = None
     class_weights: Callable[[np.ndarray, int], np.ndarray] = uniform_class_weights
+    dataset_arrays: Callable[..., dict] = _no_arrays
+    batch_graphs: Optional[Callable[..., jax.Array]] = None
+    graph_loss: Optional[Callable[..., jax.Array]] = None
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:

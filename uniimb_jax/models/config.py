@@ -33,7 +33,7 @@ from typing import Any, Optional
 
 from uniimb_jax.errors import ConfigError, check_choice
 
-METHODS = ("uniimb", "gin")
+METHODS = ("uniimb", "gin", "g2gnn")
 BACKBONES = ("gin", "gcn", "sage")
 PERTURBATIONS = ("off", "reference", "corrected")
 U_DISTRIBUTIONS = ("uniform", "zipf", "exponential", "poisson")
@@ -78,6 +78,16 @@ class ModelConfig:
       classifier: the GIN baselines' head (``method="gin"``): ``"linear"`` (one Dense) or
         ``"mlp"`` (G2GNN's ``Dense(d) - ReLU - Dropout - Dense(C)``, docs/presets.md).
       classifier_dropout: dropout rate of the ``"mlp"`` head (G2GNN: 0.5).
+      knn_layers: G2GNN's propagation steps over the batch's graph-of-graphs
+        (``knn_layer``; ``method="g2gnn"``).
+      kernel_neighbours: G2GNN's ``knn_nei_num`` ``k``: each graph keeps its ``k - 1`` nearest
+        graphs under the kernel (``topk(k)[:, 1:]``).
+      views: augmented views per batch (G2GNN's ``aug_num``).
+      edge_drop: probability of dropping each directed edge in a view (``drop_edge_ratio``).
+      node_mask: fraction of a batch's nodes whose features are zeroed, drawn once per view
+        and shared by every view (``mask_node_ratio``; docs/methods/g2gnn.md).
+      consistency_temperature: sharpening temperature of the views' consistency term
+        (``temp``).
       init: parameter initialisation, ``"flax"`` (flax's defaults: lecun-normal kernels,
         zero biases) or ``"torch"`` (PyTorch's: every Dense kernel and bias
         ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``; :mod:`uniimb_jax.models.torch_init`).
@@ -106,6 +116,12 @@ class ModelConfig:
     init: str = "flax"
     classifier: str = "linear"
     classifier_dropout: float = 0.5
+    knn_layers: int = 0
+    kernel_neighbours: int = 2
+    views: int = 2
+    edge_drop: float = 0.0
+    node_mask: float = 0.0
+    consistency_temperature: float = 0.5
 
     @property
     def lap_feature_width(self) -> int:
@@ -145,8 +161,15 @@ class ModelConfig:
             raise ConfigError(f"mixup={self.mixup!r} is not valid; expected True or False")
         for name in ("num_layers", "hidden", "num_prototypes", "k1", "k2", "num_heads"):
             _int_at_least(name, getattr(self, name), 1)
-        for name in ("rwpe_steps", "lap_freqs"):
+        for name in ("rwpe_steps", "lap_freqs", "knn_layers"):
             _int_at_least(name, getattr(self, name), 0)
+        _int_at_least("kernel_neighbours", self.kernel_neighbours, 2)
+        _int_at_least("views", self.views, 1)
+        _real_in("edge_drop", self.edge_drop, 0.0, 1.0)
+        _real_in("node_mask", self.node_mask, 0.0, 1.0)
+        if not _is_real(self.consistency_temperature) or self.consistency_temperature <= 0:
+            raise ConfigError(f"consistency_temperature={self.consistency_temperature!r} is "
+                              "out of range; expected > 0")
         _real_in("dropout", self.dropout, 0.0, 1.0)
         _real_in("proto_ema_decay", self.proto_ema_decay, 0.0, 1.0)
         if not _is_real(self.bias_rate) or self.bias_rate < 0:

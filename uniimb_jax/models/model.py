@@ -102,15 +102,13 @@ def embed_graphs(cfg: ModelConfig, batch: GraphBatch, edge_weight: jax.Array,
       edge_weight: ``[n_edge] float32`` weight of every edge (0 = dropped or padding).
       node_keep: ``[n_node] float32`` multiplier of every node's input features.
     """
-    g = batch.graphs
-    nodes = g.nodes
-    x = jnp.asarray(nodes[batch_lib.NODE_FEATURES], jnp.float32)
-    x = x * node_keep[:, None]
-    # Message passing stops after the last real edge: the padding tail of a batch's edge
-    # budget (37% of it on an average COLLAB batch) is skipped, not summed as zeros.
-    graph = MessageGraph(g.senders, g.receivers, edge_weight, batch.node_mask,
-                         num_edges=real_edge_count(batch.edge_mask))
-    encoder = create_backbone(
+    return encode_graphs(make_encoder(cfg), cfg, batch, edge_weight, node_keep, train=train)
+
+
+def make_encoder(cfg: ModelConfig) -> nn.Module:
+    """The backbone of ``cfg`` as a submodule ``"encoder"`` of the calling compact module;
+    call it through :func:`encode_graphs` (several times to share it between views)."""
+    return create_backbone(
         cfg.backbone,
         num_layers=cfg.num_layers,
         hidden=cfg.hidden,
@@ -119,6 +117,20 @@ def embed_graphs(cfg: ModelConfig, batch: GraphBatch, edge_weight: jax.Array,
         lappe_form=cfg.lappe_form,
         module_name="encoder",
     )
+
+
+def encode_graphs(encoder: nn.Module, cfg: ModelConfig, batch: GraphBatch,
+                  edge_weight: jax.Array, node_keep: jax.Array, *, train: bool) -> jax.Array:
+    """``[n_graph, d]`` sum-pooled node embeddings of ``encoder`` (:func:`make_encoder`);
+    arguments as :func:`embed_graphs`."""
+    g = batch.graphs
+    nodes = g.nodes
+    x = jnp.asarray(nodes[batch_lib.NODE_FEATURES], jnp.float32)
+    x = x * node_keep[:, None]
+    # Message passing stops after the last real edge: the padding tail of a batch's edge
+    # budget (37% of it on an average COLLAB batch) is skipped, not summed as zeros.
+    graph = MessageGraph(g.senders, g.receivers, edge_weight, batch.node_mask,
+                         num_edges=real_edge_count(batch.edge_mask))
     lap = None
     if cfg.lap_freqs and cfg.lappe_form == "reference":
         # From the unperturbed graph: the published eigenpairs are precomputed per dataset.

@@ -149,7 +149,9 @@ def _set(tree: dict, path: tuple[str, ...], value) -> None:
 
 
 def variables_from_state_dict(
-    state_dict: Mapping[str, Any], template: Mapping[str, Any]
+    state_dict: Mapping[str, Any], template: Mapping[str, Any], *,
+    name_of: Callable[[tuple[str, ...]], tuple[str, Callable]] = torch_name,
+    unused: Callable[[str], bool] = lambda name: False,
 ) -> dict[str, Any]:
     """Our variables ``{"params", "batch_stats"}`` holding the official ``state_dict``.
 
@@ -158,6 +160,9 @@ def variables_from_state_dict(
         ``param/`` prefix on the names is stripped.
       template: variables of our model built with the matching configuration (from
         ``model.init``); they fix which names are needed and every shape and dtype.
+      name_of: our leaf path -> (torch name, conversion): :func:`torch_name` for UniImb's
+        model; another published model passes its own (:mod:`uniimb_jax.models.g2gnn_weights`).
+      unused: names of that model's ``state_dict`` its forward pass never reads, skipped.
 
     Returns:
       A new variables dict with the template's structure, shapes and dtypes.
@@ -174,7 +179,7 @@ def variables_from_state_dict(
     used: set[str] = set()
     for col in ("params", "batch_stats"):
         for path, leaf in _leaves(template.get(col, {}), (col,)):
-            name, convert = torch_name(path)
+            name, convert = name_of(path)
             if name not in sd:
                 raise ConfigError(
                     f"state_dict has no {name!r}, needed for {'/'.join(path)} "
@@ -192,7 +197,7 @@ def variables_from_state_dict(
             used.add(name)
     params = template.get("params", {})
     for name in sorted(set(sd) - used):
-        if name in _UNUSED_NAMES or any(p.match(name) for p in _UNUSED_PATTERNS):
+        if name in _UNUSED_NAMES or any(p.match(name) for p in _UNUSED_PATTERNS) or unused(name):
             continue
         if _GIN_EPS.match(name):
             if np.any(sd[name] != 0):

@@ -123,8 +123,39 @@ class Engine:
         )
 
     # ------------------------------------------------------------------ helpers
+    def batch_graphs(self, dd, indices: jax.Array) -> jax.Array:
+        """The graph ids a batch of ``indices [B]`` gathers: ``indices`` themselves, or
+        the method's expansion (:attr:`~uniimb_jax.methods.Method.batch_graphs`)."""
+        if self.method.batch_graphs is None:
+            return indices
+        return self.method.batch_graphs(indices, dd.extras)
+
+    def gather(self, dd, indices: jax.Array, n_node: int, n_edge: int):
+        """The padded batch of ``indices [B]`` at budget ``(n_node, n_edge)``: the graphs
+        of :meth:`batch_graphs`, only the first ``B`` slots scored (``graph_mask``), the
+        method's dataset arrays attached (``batch.extras``)."""
+        full = self.batch_graphs(dd, indices)
+        batch = device_batching.gather_batch(dd, full, n_node, n_edge)
+        if full.shape[0] != indices.shape[0]:
+            own = jnp.arange(batch.n_graph) < indices.shape[0]
+            batch = batch._replace(graph_mask=batch.graph_mask & own)
+        if dd.extras:
+            batch = batch._replace(extras=dd.extras)
+        return batch
+
+    def totals(self, dd, indices: jax.Array) -> tuple[jax.Array, jax.Array]:
+        """``(nodes [], edges [])`` of the batch of ``indices [B]`` (:meth:`batch_graphs`)."""
+        return device_batching.batch_totals(dd, self.batch_graphs(dd, indices))
+
+    def per_graph_loss(self, logits, labels, aux) -> jax.Array:
+        """``[n_graph]`` evaluation loss per slot: the method's
+        :attr:`~uniimb_jax.methods.Method.graph_loss`, else the cross-entropy."""
+        if self.method.graph_loss is not None:
+            return self.method.graph_loss(logits, labels, aux, self.cfg.model)
+        return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
+
     def _batch(self, dd, indices):
-        return device_batching.gather_batch(dd, indices, self.spec.n_node, self.spec.n_edge)
+        return self.gather(dd, indices, self.spec.n_node, self.spec.n_edge)
 
     @staticmethod
     def _rngs(key):
@@ -182,9 +213,13 @@ class Engine:
                 rngs=self._rngs(step_key),
                 mutable=["batch_stats"],
             )
-            ce = self.method.classification_loss(
-                logits, batch.labels, batch.graph_mask, class_weights
-            )
+            if self.method.graph_loss is not None:
+                per = self.method.graph_loss(logits, batch.labels, aux, mcfg)
+                ce = metrics_lib.masked_mean(per, batch.graph_mask)
+            else:
+                ce = self.method.classification_loss(
+                    logits, batch.labels, batch.graph_mask, class_weights
+                )
             loss = self.method.loss(ce, aux, mcfg)
             return loss, (ce, aux, updates)
 
@@ -245,7 +280,7 @@ class Engine:
 
         def step_at(n_node, n_edge):
             def step(st, idx):
-                batch = device_batching.gather_batch(dd, idx, n_node, n_edge)
+                batch = self.gather(dd, idx, n_node, n_edge)
                 new_st, m = self.train_step(st, batch, data.class_weights)
                 return new_st, m["loss"], m["graphs"]
             return step
@@ -259,7 +294,7 @@ class Engine:
             step = step_at(*full)
         else:
             def step(st, idx):
-                nodes, edges = device_batching.batch_totals(dd, idx)  # once per batch
+                nodes, edges = self.totals(dd, idx)  # once per batch
 
                 def first_fitting(rest):
                     """The step of the first budget of ``rest`` the batch fits: nested
@@ -315,10 +350,10 @@ class Engine:
 
         def forward_at(nodes, edges):
             def forward(batch_idx, batch_key):
-                batch = device_batching.gather_batch(dd, batch_idx, nodes, edges)
-                logits, _ = module.apply(variables, batch, proto, train=False,
-                                         rngs=self._rngs(batch_key))
-                return logits, batch.labels, batch.graph_mask
+                batch = self.gather(dd, batch_idx, nodes, edges)
+                logits, aux = module.apply(variables, batch, proto, train=False,
+                                           rngs=self._rngs(batch_key))
+                return logits, batch.labels, batch.graph_mask, aux
             return forward
 
         forward = forward_at(n_node, n_edge)
@@ -326,16 +361,19 @@ class Engine:
             full_forward = forward
 
             def forward(batch_idx, batch_key):
-                nodes, edges = device_batching.batch_totals(dd, batch_idx)
+                nodes, edges = self.totals(dd, batch_idx)
                 fits = (nodes + 1 <= small[0]) & (edges <= small[1])
                 return jax.lax.cond(fits, forward_at(*small), full_forward, batch_idx, batch_key)
 
         def body(carry, xs):
             loss_sum, count, cm = carry
             i, batch_idx, batch_scored = xs
-            logits, labels, graph_mask = forward(batch_idx, jax.random.fold_in(key, i))
-            ce = optax.softmax_cross_entropy_with_integer_labels(logits, labels)
-            mask = graph_mask & jnp.concatenate([batch_scored, jnp.zeros((1,), bool)])
+            logits, labels, graph_mask, aux = forward(batch_idx, jax.random.fold_in(key, i))
+            ce = self.per_graph_loss(logits, labels, aux)
+            # Slots past the B scored ones: the padding graph, and graphs a method's batch
+            # gathers besides its own (batch_graphs).
+            extra = jnp.zeros((graph_mask.shape[0] - b,), bool)
+            mask = graph_mask & jnp.concatenate([batch_scored, extra])
             loss_sum = loss_sum + jnp.sum(jnp.where(mask, ce, 0.0))
             count = count + jnp.sum(mask)
             preds = jnp.argmax(logits, axis=-1)

@@ -198,3 +198,10 @@ def softmax_cross_entropy(
     weights = jnp.where(mask, weights, 0.0)
     den = jnp.sum(weights)
     return jnp.sum(jnp.where(mask, weights * ce, 0.0)) / jnp.where(den > 0, den, 1.0)
+
+
+def masked_mean(values: jax.Array, mask: jax.Array) -> jax.Array:
+    """``[] float32`` mean of ``values [n]`` over ``mask [n] bool`` (0 when none); masked-out
+    entries may hold NaN (selected away, also in the gradient)."""
+    total = jnp.sum(jnp.where(mask, values, 0.0))
+    return (total / jnp.maximum(jnp.sum(mask), 1)).astype(jnp.float32)

@@ -1,0 +1,82 @@
+"""A batch's graph-of-graphs (G2GNN, ImbGNN): its graphs' kernel neighbours and the
+propagation operator between them, built on the device inside jit (static shapes).
+
+G2GNN's loader (``dataprocess.py::Dataset_knn_aug.collate_batch``; docs/methods/g2gnn.md)
+brings into each batch of ``B`` graphs the kernel neighbours of those graphs that are not
+already in it, then propagates graph embeddings over the edges between them:
+
+* :func:`batch_with_neighbours`: ``[B]`` graph ids -> ``[B * (m + 1)]`` ids, the batch's
+  graphs first, then each neighbour not in the batch once (``-1`` in the unused slots);
+* :func:`propagation_operator`: ``[G, G]`` ``A`` with ``out = A @ h``.
+
+The operator follows the published code point by point: the graph-of-graphs has an edge in
+each direction between a graph and each of its neighbours (``construct_knn``; a pair of
+mutual neighbours has two), restricted to the batch with PyG's ``subgraph(...,
+relabel_nodes=True)`` (a graph id that occurs several times in an up-sampled batch maps to
+its **last** slot, so its earlier copies keep no edge), every existing self-loop replaced by
+exactly one (``add_remaining_self_loops``), and edge ``(row, col)`` weighted by
+``1 / deg(col)``, ``deg`` counting edges by column (``deg_inv_sqrt[col] * deg_inv_sqrt[col]``
+as written). So ``A = S / colsum(S)`` with ``S[p, q]`` the number of such edges.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+
+__all__ = ["batch_with_neighbours", "propagation_operator", "NEIGHBOURS"]
+
+# Key of the ``[N, m] int32`` kernel-neighbour table in DeviceDataset.extras / batch.extras
+# (``-1`` = no neighbour in that column: ImbGNN keeps fewer for large graphs).
+NEIGHBOURS = "kernel_neighbours"
+
+
+def batch_with_neighbours(indices: jax.Array, neighbours: jax.Array) -> jax.Array:
+    """The graphs a batch gathers: its own, then their neighbours not already in it.
+
+    Args:
+      indices: ``[B] int32`` graph ids (``-1`` = empty slot).
+      neighbours: ``[N, m] int32`` each graph's kernel neighbours (``-1`` = none).
+
+    Returns:
+      ``[B * (m + 1)] int32``: ``indices``, then the ``B * m`` neighbour entries in table
+      order, each kept at its first occurrence unless it is in ``indices`` (``-1``
+      otherwise). G2GNN's loader appends the same set of graphs in the order of a Python
+      set; the order does not change any output of the batch's own graphs.
+    """
+    b = indices.shape[0]
+    valid = indices >= 0
+    cand = jnp.where(valid[:, None], neighbours[jnp.maximum(indices, 0)], -1).reshape(-1)
+    in_batch = jnp.any((cand[:, None] == indices[None, :]) & valid[None, :], axis=1)
+    k = cand.shape[0]
+    earlier = jnp.arange(k)[None, :] < jnp.arange(k)[:, None]  # [i, j]: j before i
+    seen = jnp.any((cand[:, None] == cand[None, :]) & earlier, axis=1)
+    keep = (cand >= 0) & ~in_batch & ~seen
+    out = jnp.concatenate([indices, jnp.where(keep, cand, -1)]).astype(jnp.int32)
+    assert out.shape == (b * (1 + neighbours.shape[1]),)
+    return out
+
+
+def propagation_operator(graph_index: jax.Array, neighbours: jax.Array) -> jax.Array:
+    """``[G, G] float32`` ``A`` of a gathered batch (module docstring); ``A @ h`` is one
+    propagation step of the graph embeddings ``h [G, d]``.
+
+    Args:
+      graph_index: ``[G] int32`` graph id of every slot (``-1``: empty or padding slot,
+        which gets a zero row and column).
+      neighbours: ``[N, m] int32`` the kernel-neighbour table.
+    """
+    valid = graph_index >= 0
+    g = jnp.where(valid, graph_index, -1)
+    nbr = jnp.where(valid[:, None], neighbours[jnp.maximum(graph_index, 0)], -2)  # [G, m]
+    # n_in[p, q]: how often slot p's graph is among slot q's neighbours.
+    n_in = jnp.sum(nbr[None, :, :] == g[:, None, None], axis=2) * valid[:, None]
+    counts = (n_in + n_in.T).astype(jnp.float32)
+    n = graph_index.shape[0]
+    later = jnp.arange(n)[None, :] > jnp.arange(n)[:, None]  # [p, q]: q after p
+    last = valid & ~jnp.any((g[:, None] == g[None, :]) & later & valid[None, :], axis=1)
+    eye = jnp.eye(n, dtype=bool)
+    s = jnp.where(eye, valid.astype(jnp.float32)[:, None],
+                  counts * (last[:, None] & last[None, :]))
+    deg = jnp.sum(s, axis=0)
+    return s / jnp.where(deg > 0, deg, 1.0)[None, :]
