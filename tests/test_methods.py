@@ -24,6 +24,7 @@ def test_registry_lists_the_paper_methods_with_their_presets():
     assert methods.method_names()[:4] == ("uniimb", "gin", "gin-upsample", "gin-reweight")
     assert methods.get_method("uniimb").preset_names == ("reference", "corrected")
     assert methods.get_method("gin-upsample").preset_names == ("reference", "corrected", "g2gnn")
+    assert methods.get_method("g2gnn").preset_names == ("remove-edge", "mask-node")
     for entry in methods.describe():
         assert entry["description"] and all(p["source"] for p in entry["presets"])
 
@@ -35,7 +36,7 @@ def test_unknown_method_and_preset_name_the_accepted_ones():
         make_config("PROTEINS", method="uniimb", preset="g2gnn")
 
 
-@pytest.mark.parametrize("name", ["uniimb", "gin", "gin-upsample", "gin-reweight"])
+@pytest.mark.parametrize("name", methods.method_names())
 def test_every_preset_configures_and_builds_its_models(name):
     method = methods.get_method(name)
     for preset in method.preset_names:
@@ -92,11 +93,14 @@ def test_the_engine_compares_no_method_or_preset_name():
 
 
 @pytest.mark.slow
-@pytest.mark.parametrize("name", ["uniimb", "gin", "gin-upsample", "gin-reweight"])
+@pytest.mark.parametrize("name", methods.method_names())
 def test_every_method_trains_one_epoch(name):
     from uniimb_jax.train import Sweep, prepare_run
 
-    prep = prepare_run(smoke_config(method=name, runs=1, epochs=1, epochs_per_call=1))
+    presets = methods.get_method(name).preset_names
+    preset = "corrected" if "corrected" in presets else presets[0]
+    prep = prepare_run(smoke_config(method=name, preset=preset, runs=1, epochs=1,
+                                    epochs_per_call=1))
     sweep = Sweep(prep)
     state = sweep.init(prep.seed_data, prep.device_data)
     state, records = sweep.run_epochs(state, prep.seed_data, prep.device_data)

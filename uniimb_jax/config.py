@@ -28,7 +28,7 @@ CLASS_DEGREES = ("extreme", "medium", "low")
 TOPOLOGY_DEGREES = ("high", "mid", "low")
 SPLIT_PROTOCOLS = ("reference", "corrected")
 BUDGETS = ("worst", "quantile")
-BATCHINGS = ("packed", "official")
+BATCHINGS = ("packed", "official", "dataloader")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -123,7 +123,9 @@ class TrainConfig:
     # batches that fit the budget, the last training batch wraps around the permutation;
     # "official" (the reference preset of UniImb): evaluation lists in the published order
     # (class by class), batches of exactly B graphs, a short last batch filled with copies
-    # of its last graph (forward pass only at evaluation; in the loss in training).
+    # of its last graph (forward pass only at evaluation; in the loss in training);
+    # "dataloader" (G2GNN, whose batches share a graph-of-graphs): PyTorch's DataLoader, the
+    # published orders of "official" but a short last batch, in training and evaluation.
     batching: str = "packed"
     # One split for every seed, read from this file (train/val/test index lists, the format
     # of uniimb_jax/data/reference_splits/); None = each seed draws its own split, except
@@ -298,7 +300,8 @@ def make_config(
     custom = settings is not None
     if settings is None:
         settings = PRESET_TABLE.get((row, dataset.upper()), DEFAULT_SETTINGS)
-    model, run_defaults = m.configure(settings, preset, model_overrides)
+    model, run_defaults = m.configure(settings, preset, model_overrides,
+                                      dataset=dataset.upper())
     for key, value in run_defaults.items():
         overrides.setdefault(key, value)
     degree = overrides.pop("degree", "high" if imbalance == "topology" else "extreme")

@@ -25,7 +25,7 @@ itself, so messages along padding edges never reach a real node.
 from __future__ import annotations
 
 import math
-from typing import NamedTuple, Optional, Sequence
+from typing import Callable, NamedTuple, Optional, Sequence
 
 import jraph
 import numpy as np
@@ -41,6 +41,8 @@ __all__ = [
     "quantile_budget",
     "chunk_totals",
     "pack_eval",
+    "official_eval_batches",
+    "loader_eval_batches",
     "make_batch",
     "num_train_batches",
 ]
@@ -176,20 +178,39 @@ def totals_budget(node_totals: np.ndarray, edge_totals: np.ndarray,
             _round_up(int(np.max(edge_totals)), multiple))
 
 
+def _totals(ds: GraphDataset, idx: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Node and edge totals ``[k]`` of the rows of ``idx [k, G]`` (``-1`` counts 0)."""
+    real = idx >= 0
+    safe = np.where(real, idx, 0)
+    nodes = np.where(real, ds.nodes_per_graph[safe], 0).sum(axis=1)
+    edges = np.where(real, ds.edges_per_graph[safe], 0).sum(axis=1)
+    return nodes.astype(np.int64), edges.astype(np.int64)
+
+
+# A method's batch expansion on the host: ``[k, B]`` graph ids -> ``[k, G]`` (``-1`` =
+# none), e.g. G2GNN's kernel neighbours (Method.batch_graphs); budgets then fit the graphs
+# a batch really gathers.
+Expand = Optional[Callable[[np.ndarray], np.ndarray]]
+
+
 def sampled_batch_totals(
     ds: GraphDataset, graphs_per_batch: int, train_indices: Sequence[np.ndarray],
-    num_samples: int = 2048, seed: int = 0,
+    num_samples: int = 2048, seed: int = 0, expand: Expand = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Node and edge totals ``[num_samples * len(train_indices)] int64`` of random training
-    batches: ``B`` distinct positions of each list, as an epoch's shuffle draws them."""
+    batches: ``B`` distinct positions of each list, as an epoch's shuffle draws them (with
+    ``expand``, of the graphs those batches gather)."""
     rng = np.random.default_rng(seed)
     node_totals, edge_totals = [], []
     for idx in train_indices:
         idx = np.asarray(idx, np.int64)
         keys = rng.random((num_samples, idx.size))
         pick = idx[np.argpartition(keys, graphs_per_batch - 1, axis=1)[:, :graphs_per_batch]]
-        node_totals.append(ds.nodes_per_graph[pick].sum(axis=1))
-        edge_totals.append(ds.edges_per_graph[pick].sum(axis=1))
+        if expand is not None:
+            pick = np.asarray(expand(pick), np.int64)
+        nodes, edges = _totals(ds, pick)
+        node_totals.append(nodes)
+        edge_totals.append(edges)
     return np.concatenate(node_totals), np.concatenate(edge_totals)
 
 
@@ -270,6 +291,21 @@ def pack_eval(ds: GraphDataset, indices: np.ndarray, budget: PaddingBudget) -> n
     return out.reshape(-1)
 
 
+def loader_eval_batches(indices: np.ndarray, graphs_per_batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """Evaluation batches as PyTorch's ``DataLoader(shuffle=False)`` builds them: ``B``
+    graphs per batch in list order, a short last batch (``-1`` in its empty slots).
+
+    Returns ``idx [nb * B] int32`` and ``scored [nb * B] bool`` (``idx >= 0``).
+    """
+    idx = np.asarray(indices, np.int64).reshape(-1)
+    if idx.size == 0:
+        raise ValueError("loader_eval_batches: empty evaluation list")
+    b = int(graphs_per_batch)
+    out = np.full(-(-idx.size // b) * b, -1, np.int32)
+    out[: idx.size] = idx
+    return out, out >= 0
+
+
 def official_eval_batches(indices: np.ndarray, graphs_per_batch: int) -> tuple[np.ndarray, np.ndarray]:
     """Evaluation batches as the published loader builds them (docs/presets.md).
 
@@ -295,28 +331,27 @@ def official_eval_batches(indices: np.ndarray, graphs_per_batch: int) -> tuple[n
 
 
 def chunk_totals(
-    ds: GraphDataset, indices: np.ndarray, graphs_per_batch: int,
+    ds: GraphDataset, indices: np.ndarray, graphs_per_batch: int, expand: Expand = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Node and edge totals ``[nb] int64`` of the consecutive ``B``-chunks of ``indices``
-    (``[nb * B] int``; ``-1`` entries, the padding of shorter seeds' lists, count 0)."""
+    (``[nb * B] int``; ``-1`` entries, the padding of shorter seeds' lists, count 0), or,
+    with ``expand``, of the graphs each chunk gathers."""
     idx = np.asarray(indices, np.int64).reshape(-1, int(graphs_per_batch))
-    real = idx >= 0
-    safe = np.where(real, idx, 0)
-    nodes = np.where(real, ds.nodes_per_graph[safe], 0).sum(axis=1)
-    edges = np.where(real, ds.edges_per_graph[safe], 0).sum(axis=1)
-    return nodes.astype(np.int64), edges.astype(np.int64)
+    if expand is not None:
+        idx = np.asarray(expand(idx), np.int64)
+    return _totals(ds, idx)
 
 
 def chunk_budget(
     ds: GraphDataset, lists: Sequence[np.ndarray], graphs_per_batch: int,
-    multiple: int = BUDGET_MULTIPLE,
+    multiple: int = BUDGET_MULTIPLE, expand: Expand = None,
 ) -> tuple[int, int]:
     """``(n_node, n_edge)`` that fit every consecutive ``B``-chunk of every list in ``lists``
     (lists of :func:`official_eval_batches`, whose length is a multiple of ``B``), plus the
-    padding node, rounded up to ``multiple``."""
+    padding node, rounded up to ``multiple`` (``expand``: see :func:`chunk_totals`)."""
     most_nodes = most_edges = 0
     for idx in lists:
-        nodes, edges = chunk_totals(ds, idx, graphs_per_batch)
+        nodes, edges = chunk_totals(ds, idx, graphs_per_batch, expand)
         most_nodes = max(most_nodes, int(nodes.max(initial=0)))
         most_edges = max(most_edges, int(edges.max(initial=0)))
     return _round_up(most_nodes + 1, multiple), _round_up(most_edges, multiple)

@@ -144,8 +144,9 @@ class Method:
       name: registry name (``--method``).
       description: one line for ``uniimb methods`` and ``--help``.
       presets: the presets it accepts.
-      configure: ``(settings, preset_name, model_overrides) -> (ModelConfig, run_defaults)``:
-        the model configuration of a preset row (the user's model overrides applied where
+      configure: ``(settings, preset_name, model_overrides, *, dataset) -> (ModelConfig,
+        run_defaults)``: the model configuration of a preset row (``dataset``: the upper-case
+        dataset name, for a method whose settings are per dataset) (the user's model overrides applied where
         the preset allows) and the run settings the preset sets unless the user does (a
         dict of :class:`~uniimb_jax.config.TrainConfig` fields).
       create_models: ``(ModelConfig, num_classes) -> {name: flax module}``; ``"default"``

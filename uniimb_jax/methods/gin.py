@@ -43,7 +43,8 @@ PRESETS = (
 
 
 def _configure(g2gnn_weight_decay: float):
-    def configure(settings, preset: str, model_overrides=None) -> tuple[ModelConfig, dict]:
+    def configure(settings, preset: str, model_overrides=None, *, dataset=None
+                  ) -> tuple[ModelConfig, dict]:
         behaviour = "corrected" if preset == "corrected" else "reference"
         model = ModelConfig(
             method="gin",

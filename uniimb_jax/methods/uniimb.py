@@ -28,7 +28,8 @@ PRESETS = (
 )
 
 
-def configure(settings, preset: str, model_overrides=None) -> tuple[ModelConfig, dict]:
+def configure(settings, preset: str, model_overrides=None, *, dataset=None
+              ) -> tuple[ModelConfig, dict]:
     """The model of a ``PRESET_TABLE`` row (``settings``) under ``preset``, and the run
     settings the preset implies (the published loaders for the reference preset: a
     prediction there depends on its batch, docs/evaluation.md)."""

@@ -19,6 +19,8 @@ training and in evaluation, as G2GNN's loaders augment every batch.
   so every view sees the union of all draws (docs/methods/g2gnn.md).
 
 ``aux``: ``{"view_log_probs": [V, n_graph, C]}``, which :func:`graph_loss` reads.
+Intermediates (``mutable=["intermediates"]``), per view: ``edge_weight``, ``node_keep``,
+``graph_emb`` and each ``propagated`` step.
 """
 
 from __future__ import annotations
@@ -104,6 +106,8 @@ class G2GNNModel(nn.Module):
         drop = nn.Dropout(cfg.classifier_dropout, deterministic=not train)
         log_probs = []
         for edge_weight, node_keep in views:
+            self.sow("intermediates", "edge_weight", edge_weight)
+            self.sow("intermediates", "node_keep", node_keep)
             h = encode_graphs(encoder, cfg, batch, edge_weight, node_keep, train=train)
             self.sow("intermediates", "graph_emb", h)
             for _ in range(cfg.knn_layers):

@@ -245,7 +245,8 @@ class Engine:
         Returns ``indices [nb, B] int32`` and ``valid [nb] bool``. Every batch holds exactly
         ``B`` real graphs: the last one wraps around to the start of the permutation
         (``batching="packed"``) or is filled with copies of its last graph, which enter the
-        loss (``"official"``, the published loader). Seeds with fewer training graphs than
+        loss (``"official"``, UniImb's published loader), except with
+        ``"dataloader"`` (PyTorch's loader), whose last batch is short (``-1`` slots). Seeds with fewer training graphs than
         the longest seed skip their surplus batches.
         """
         nb, b = self.spec.num_train_batches, self.spec.batch_size
@@ -260,7 +261,10 @@ class Engine:
             positions = jnp.minimum(jnp.arange(nb * b), last - 1)
         else:
             positions = jnp.arange(nb * b) % last
-        indices = data.train_idx[order[positions]].reshape(nb, b)
+        indices = data.train_idx[order[positions]]
+        if self.cfg.batching == "dataloader":  # a short last batch: empty slots
+            indices = jnp.where(jnp.arange(nb * b) < data.num_train, indices, -1)
+        indices = indices.reshape(nb, b)
         valid = jnp.arange(nb) < (data.num_train + b - 1) // b
         return indices, valid
 
@@ -323,7 +327,8 @@ class Engine:
         mean_loss = loss_sum / jnp.maximum(jnp.sum(valid), 1)
         # Graphs a quantile padding budget left out this epoch (0 with the worst-case one,
         # and for unbatched seeds whose spec has oversize budgets).
-        dropped = jnp.sum(valid) * self.spec.batch_size - graphs
+        requested = jnp.sum((indices >= 0) & valid[:, None])  # a short last batch's empty
+        dropped = requested - graphs                              # slots are not dropped
         return state, mean_loss, dropped
 
     # --------------------------------------------------------------- evaluation

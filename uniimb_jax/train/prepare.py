@@ -143,12 +143,14 @@ def _eval_lists(
     # A fixed stream per seed, apart from the split's own: the orders are part of the run.
     rng = np.random.default_rng([int(seed), 0x0E7A1])
     shuffled = rng.permutation(np.asarray(test, np.int64))
-    if cfg.batching == "official":
+    if cfg.batching in ("official", "dataloader"):
         labels = ds.graph_labels
         if cfg.imbalance != "topology":  # topology lists keep the file's ascending order
             val = splits_lib.official_list_order(val, labels, len(split.val), rng)
             test = splits_lib.official_list_order(test, labels, len(test), rng)
-        return {name: batching.official_eval_batches(idx, cfg.batch_size)
+        make = (batching.official_eval_batches if cfg.batching == "official"
+                else batching.loader_eval_batches)
+        return {name: make(idx, cfg.batch_size)
                 for name, idx in (("val", val), ("test", test), ("test_shuffled", shuffled))}
     out = {}
     for name, idx in (("val", val), ("test", test), ("test_shuffled", shuffled)):
@@ -157,15 +159,44 @@ def _eval_lists(
     return out
 
 
+def host_expander(cfg: TrainConfig, extras: dict) -> batching.Expand:
+    """The method's batch expansion (:attr:`~uniimb_jax.methods.Method.batch_graphs`) as a
+    host function ``[k, B] -> [k, G]`` for sizing budgets, or ``None`` without one."""
+    method = get_method(cfg.method)
+    if method.batch_graphs is None:
+        return None
+    import jax
+    import jax.numpy as jnp
+
+    dev = {k: jnp.asarray(v) for k, v in extras.items()}
+    f = jax.jit(jax.vmap(lambda idx: method.batch_graphs(idx, dev)))
+
+    def expand(idx: np.ndarray) -> np.ndarray:
+        idx = np.asarray(idx, np.int32)
+        # In chunks: the expansion compares every pair of a batch's candidates.
+        parts = [np.asarray(f(jnp.asarray(idx[i:i + 4096]))) for i in range(0, len(idx), 4096)]
+        return np.concatenate(parts) if parts else idx
+    return expand
+
+
+def _slots(cfg: TrainConfig, expand: batching.Expand) -> int:
+    """Graph slots of a batch: ``B``, or the width of the method's expansion."""
+    b = cfg.batch_size
+    return b if expand is None else int(expand(np.zeros((1, b), np.int32)).shape[1])
+
+
 def seed_data_from_splits(
-    ds: GraphDataset, cfg: TrainConfig, splits: list[Split], budget: batching.PaddingBudget
+    ds: GraphDataset, cfg: TrainConfig, splits: list[Split], budget: batching.PaddingBudget,
+    expand: batching.Expand = None,
 ) -> tuple[SeedData, int, tuple[int, int]]:
     """Packs per-seed splits into one :class:`SeedData` with a leading seed axis.
 
     Evaluation lists are batched as ``cfg.batching`` says (docs/evaluation.md):
     ``"packed"`` fits them into ``budget`` (:func:`~uniimb_jax.data.batching.pack_eval`), so
     evaluation never drops a graph; ``"official"`` takes exactly ``B`` graphs per batch in
-    the published order and sizes an evaluation budget that fits every such batch.
+    the published order and sizes an evaluation budget that fits every such batch;
+    ``"dataloader"`` the same with a short last batch. ``expand``: the method's batch
+    expansion on the host (:func:`host_expander`), which the budgets fit.
 
     Returns the data (numpy), the number of training batches per epoch and the evaluation
     budgets ``(val_n_node, val_n_edge, test_n_node, test_n_edge)``.
@@ -184,9 +215,9 @@ def seed_data_from_splits(
 
     (val_idx, val_scored), (test_idx, test_scored), (shuf_idx, shuf_scored) = (
         stacked(n) for n in ("val", "test", "test_shuffled"))
-    if cfg.batching == "official":
-        eval_budget = (batching.chunk_budget(ds, [val_idx], b)
-                       + batching.chunk_budget(ds, [test_idx, shuf_idx], b))
+    if cfg.batching in ("official", "dataloader"):
+        eval_budget = (batching.chunk_budget(ds, [val_idx], b, expand=expand)
+                       + batching.chunk_budget(ds, [test_idx, shuf_idx], b, expand=expand))
     else:
         eval_budget = (budget.n_node, budget.n_edge) * 2
     c = ds.num_classes
@@ -209,7 +240,7 @@ def seed_data_from_splits(
 
 
 def run_budget(
-    ds: GraphDataset, cfg: TrainConfig, splits: list[Split],
+    ds: GraphDataset, cfg: TrainConfig, splits: list[Split], expand: batching.Expand = None,
 ) -> tuple[batching.PaddingBudget, Optional[tuple[np.ndarray, np.ndarray]]]:
     """The padding budget of a run (``cfg.budget``) and the sampled training-batch totals it
     was sized from (``None`` for the worst-case budget).
@@ -217,14 +248,18 @@ def run_budget(
     ``"worst"`` fits any ``B`` graphs of the lists the run batches, repetitions of
     up-sampled graphs included, so no training graph is ever dropped; ``"quantile"`` fits
     the ``cfg.budget_quantile`` quantile of random training batches (see
-    :func:`~uniimb_jax.data.batching.quantile_budget`).
+    :func:`~uniimb_jax.data.batching.quantile_budget`). With a method's batch expansion
+    (``expand``) both fit the graphs a batch gathers: the worst case its slot count of the
+    largest graphs of the lists and of the dataset (neighbours may be any graph).
     """
     lists = [_batched_lists(s, cfg) for s in splits]
     every = np.concatenate([np.asarray(i) for parts in lists for i in parts])
+    if expand is not None:
+        every = np.concatenate([every, np.arange(ds.num_graphs)])
     if cfg.budget == "worst":
-        return batching.padding_budget(ds, cfg.batch_size, every), None
+        return batching.padding_budget(ds, _slots(cfg, expand), every), None
     trains = [parts[0] for parts in lists]
-    totals = batching.sampled_batch_totals(ds, cfg.batch_size, trains)
+    totals = batching.sampled_batch_totals(ds, cfg.batch_size, trains, expand=expand)
     budget = batching.quantile_budget(ds, cfg.batch_size, trains, every,
                                       quantile=cfg.budget_quantile, totals=totals)
     return budget, totals
@@ -234,6 +269,7 @@ def small_budgets(
     ds: GraphDataset, cfg: TrainConfig, seed_data: SeedData,
     train_totals: Optional[tuple[np.ndarray, np.ndarray]],
     train_budget: tuple[int, int], val_budget: tuple[int, int],
+    expand: batching.Expand = None,
 ) -> tuple[tuple[int, int], tuple[int, int]]:
     """The second, smaller budgets of training and validation batches (``(0, 0)`` = none;
     :func:`~uniimb_jax.data.batching.small_budget`), chosen from the sampled training
@@ -243,13 +279,13 @@ def small_budgets(
     if cfg.budget != "quantile" or train_totals is None:
         return (0, 0), (0, 0)
     small_train = batching.small_budget(*train_totals, train_budget)
-    val_totals = batching.chunk_totals(ds, seed_data.val_idx, cfg.batch_size)
+    val_totals = batching.chunk_totals(ds, seed_data.val_idx, cfg.batch_size, expand)
     return small_train, batching.small_budget(*val_totals, val_budget)
 
 
 def oversize_budgets(
     ds: GraphDataset, cfg: TrainConfig, splits: list[Split], budget: batching.PaddingBudget,
-    train_totals: Optional[tuple[np.ndarray, np.ndarray]],
+    train_totals: Optional[tuple[np.ndarray, np.ndarray]], expand: batching.Expand = None,
 ) -> tuple[tuple[int, int], ...]:
     """Ascending budgets above the quantile one, for the training batches that exceed it:
     the largest sampled batch (``train_totals``, from :func:`run_budget`), then the worst
@@ -260,7 +296,9 @@ def oversize_budgets(
     if cfg.budget != "quantile" or train_totals is None:
         return ()
     trains = np.concatenate([np.asarray(_batched_lists(s, cfg)[0]) for s in splits])
-    worst = batching.padding_budget(ds, cfg.batch_size, trains)
+    if expand is not None:  # neighbours may be any graph of the dataset
+        trains = np.concatenate([trains, np.arange(ds.num_graphs)])
+    worst = batching.padding_budget(ds, _slots(cfg, expand), trains)
     sampled_max = batching.totals_budget(*train_totals)
     out, prev = [], (budget.n_node, budget.n_edge)
     for n_node, n_edge in (sampled_max, (worst.n_node, worst.n_edge)):
@@ -328,13 +366,17 @@ def prepare_run(
         for message in split.warnings:
             warnings.warn(f"seed {seed}: {message}", UserWarning, stacklevel=2)
     check_split_sizes(ds, cfg, splits)  # before the budget, which samples training batches
-    budget, train_totals = run_budget(ds, cfg, splits)
-    seed_data, num_batches, eval_budget = seed_data_from_splits(ds, cfg, splits, budget)
+    # The method's arrays over the whole dataset (e.g. G2GNN's kernel neighbours), and the
+    # batch expansion they drive, which the budgets must fit.
+    extras = get_method(cfg.method).dataset_arrays(ds, cfg.model, cache_dir)
+    expand = host_expander(cfg, extras)
+    budget, train_totals = run_budget(ds, cfg, splits, expand)
+    seed_data, num_batches, eval_budget = seed_data_from_splits(ds, cfg, splits, budget, expand)
     feats = node_feature_dict(ds, cfg, cache_dir)
     n_node, n_edge = budget.n_node, budget.n_edge
     small_train, small_val = small_budgets(ds, cfg, seed_data, train_totals, (n_node, n_edge),
-                                           eval_budget[:2])
-    oversize = oversize_budgets(ds, cfg, splits, budget, train_totals)
+                                           eval_budget[:2], expand)
+    oversize = oversize_budgets(ds, cfg, splits, budget, train_totals, expand)
     spec = StaticSpec(
         num_classes=ds.num_classes,
         batch_size=cfg.batch_size,
@@ -359,7 +401,8 @@ def prepare_run(
         dataset=ds,
         splits=splits,
         spec=spec,
-        device_data=sharding_lib.place_replicated(device_batching.to_device_dataset(ds, feats), mesh),
+        device_data=sharding_lib.place_replicated(
+            device_batching.to_device_dataset(ds, feats, extras), mesh),
         seed_data=sharding_lib.place_seed_data(seed_data, mesh),
         padding_efficiency=mean_nodes * cfg.batch_size / n_node,
         mesh=mesh,
