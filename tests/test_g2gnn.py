@@ -126,3 +126,28 @@ def test_consistency_matches_a_direct_computation():
     expected = np.mean([((p[v] - sharp) ** 2).sum(-1) for v in range(2)], axis=0)
     ours = consistency(jnp.asarray(p, jnp.float32), 0.5)
     np.testing.assert_allclose(ours, expected, rtol=1e-5)
+
+
+def test_batchnorm_running_statistics_move_once_per_view():
+    """G2GNN's training step calls the encoder once per view, so PyTorch's running averages
+    move twice a step; ours too (two identical views: 0.1 m, then 0.19 m)."""
+    from uniimb_jax.data.batching import make_batch, padding_budget
+    from uniimb_jax.data.features import compute_features
+    from uniimb_jax.data.synthetic import make_synthetic
+    from uniimb_jax.models.config import ModelConfig
+    from uniimb_jax.models.g2gnn import G2GNNModel
+
+    ds = make_synthetic(num_graphs=20, seed=0)
+    batch = make_batch(ds, compute_features(ds), np.arange(20), padding_budget(ds, 20))
+    batch = batch._replace(extras={"kernel_neighbours": jnp.full((20, 1), -1, jnp.int32)})
+    means = {}
+    for views in (1, 2):
+        cfg = ModelConfig(method="g2gnn", rwpe_steps=0, perturbation="off", mixup=False,
+                          hidden=8, num_layers=1, classifier="mlp", views=views)
+        model = G2GNNModel(cfg, 2)
+        rngs = {"params": jax.random.key(0), "perturb": jax.random.key(1),
+                "dropout": jax.random.key(2)}
+        variables = model.init(rngs, batch, train=False)
+        _, upd = model.apply(variables, batch, train=True, rngs=rngs, mutable=["batch_stats"])
+        means[views] = np.asarray(upd["batch_stats"]["encoder"]["layer_0"]["bn"]["mean"])
+    np.testing.assert_allclose(means[2], 1.9 * means[1], rtol=1e-5)
