@@ -537,3 +537,19 @@ def test_metrics_line_cut_by_a_kill_is_dropped_on_resume(tmp_path):
     assert path.read_text() == "".join(good)
     workdir_lib.rewrite_metrics(path, before_epoch=2)
     assert path.read_text() == "".join(good[:2])
+
+
+def test_config_json_from_before_a_field_existed_still_resumes(tmp_path):
+    """A run whose config.json predates a model field (here G2GNN's, added to every
+    ModelConfig) resumes: the missing field had its default. A field that differs still
+    refuses the resume."""
+    cfg = smoke_config()
+    saved = json.loads(cfg.to_json())
+    for key in ("knn_layers", "kernel_neighbours", "views", "edge_drop", "node_mask",
+                "consistency_temperature"):
+        del saved["model"][key]
+    (tmp_path / "config.json").write_text(json.dumps(saved))
+    workdir_lib.check_config_matches(tmp_path, cfg)  # no error
+    other = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, knn_layers=2))
+    with pytest.raises(ConfigError, match="different configuration"):
+        workdir_lib.check_config_matches(tmp_path, other)

@@ -90,6 +90,16 @@ def write_json_atomic(path: pathlib.Path, obj: Any) -> None:
 EXECUTION_ONLY_FIELDS = ("seeds_per_group",)
 
 
+def _fill_missing(saved: dict, defaults: dict) -> None:
+    """Adds to ``saved`` (in place, nested dicts included) every field of ``defaults`` it
+    lacks, with the default value."""
+    for key, value in defaults.items():
+        if key not in saved:
+            saved[key] = value
+        elif isinstance(value, dict) and isinstance(saved[key], dict):
+            _fill_missing(saved[key], value)
+
+
 def check_config_matches(workdir: pathlib.Path, cfg: TrainConfig) -> None:
     path = workdir / "config.json"
     if not path.exists():
@@ -99,6 +109,9 @@ def check_config_matches(workdir: pathlib.Path, cfg: TrainConfig) -> None:
     except (OSError, json.JSONDecodeError) as err:
         raise UniImbError(f"{path} is unreadable ({err}); use a fresh --workdir") from None
     current = json.loads(cfg.to_json())
+    # A field added after the run started (absent from its config.json) had, in effect, its
+    # default value then: e.g. G2GNN's model fields in a UniImb run begun before them.
+    _fill_missing(saved, json.loads(TrainConfig().to_json()))
     for key in EXECUTION_ONLY_FIELDS:
         # How the seeds are computed, not what: a resume may change it (e.g. smaller seed
         # groups after running out of memory), and older config.json files lack it.
