@@ -13,27 +13,29 @@ from typing import Optional
 
 
 def reference_config(dataset: str, runs: int, epochs_per_call: int,
-                     seeds_per_group: Optional[int] = None, preset: str = "reference"):
+                     seeds_per_group: Optional[int] = None, preset: str = "reference",
+                     method: str = "uniimb"):
     """A :class:`~uniimb_jax.config.TrainConfig` of ``runs`` seeds and an unbounded budget
-    (``preset``: ``"corrected"`` times the corrected preset's cell instead)."""
+    (``preset``: ``"corrected"`` times the corrected preset's cell instead; ``method``
+    another method's cell, e.g. ``g2gnn`` with ``remove-edge``)."""
     from uniimb_jax.config import make_config
 
     group = {} if seeds_per_group is None else {"seeds_per_group": seeds_per_group}
-    return make_config(dataset, "class", method="uniimb", preset=preset, runs=runs,
+    return make_config(dataset, "class", method=method, preset=preset, runs=runs,
                        epochs=10**6, early_stopping=False, epochs_per_call=epochs_per_call,
                        **group)
 
 
 def protocol_sweep(dataset: str, runs: int, epochs_per_call: int, data_dir,
                    seeds_per_group: Optional[int] = None, devices: Optional[int] = None,
-                   preset: str = "reference"):
+                   preset: str = "reference", method: str = "uniimb"):
     """``(prep, sweep, state)`` of :func:`reference_config`'s run, prepared from local data
     and initialised (the init program compiled and run, outside any timed call)."""
     import jax
 
     from uniimb_jax.train import Sweep, prepare_run
 
-    cfg = reference_config(dataset, runs, epochs_per_call, seeds_per_group, preset)
+    cfg = reference_config(dataset, runs, epochs_per_call, seeds_per_group, preset, method)
     prep = prepare_run(cfg, data_dir=data_dir, download=False, devices=devices)
     sweep = Sweep(prep)
     state = jax.block_until_ready(sweep.init(prep.seed_data, prep.device_data))

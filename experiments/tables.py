@@ -60,6 +60,10 @@ _MAIN_VARIANTS = (
     # No paper row: the paper's DD numbers come from the published split.
     Variant("uniimb-reference-corrected-split", "uniimb", "reference",
             split_protocol="corrected"),
+    # G2GNN (docs/methods/g2gnn.md), each preset the settings of its run scripts.
+    Variant("g2gnn-remove-edge", "g2gnn", "remove-edge", paper_row="G2GNN (remove edge)"),
+    Variant("g2gnn-mask-node", "g2gnn", "mask-node", paper_row="G2GNN (mask node)"),
+    Variant("gin-g2gnn", "gin", "g2gnn", paper_row="GIN (classic)"),
 )
 
 TABLES: dict[str, Table] = {
