@@ -15,7 +15,7 @@ Steps, each under what is left of ``--budget-s`` (wall clock, from the start):
 3. The full-protocol cells of the paper's Table 2 (class) and Table 3 (topology) in priority
    order: datasets PROTEINS, NCI1, IMDB-MULTI, DD, REDDIT-BINARY, COLLAB; per dataset the
    UniImb reference preset first, then corrected, then GIN + up-sampling with G2GNN's
-   settings; 20 seeds, 1000 epochs, the reference early stopping. Each cell is one
+   settings, then (class table) G2GNN remove edge and mask node; 20 seeds, 1000 epochs, the reference early stopping. Each cell is one
    ``uniimb train`` process with a timeout of the budget left; a cell that does not finish
    is deleted (nothing half-written reaches the archive).
 4. ``OUT/campaign.tar.gz`` (at most 16 MiB; ``metrics.jsonl`` files are left out, largest
@@ -24,7 +24,8 @@ Steps, each under what is left of ``--budget-s`` (wall clock, from the start):
    and ``campaign.json`` (what ran, what was skipped and why, wall times).
 
 Packages a bare GPU machine may lack travel as wheels: build them here with ``pip wheel
---no-deps jraph -w wheels/`` (jraph is pure Python; add others the same way) and install
+--no-deps jraph grakel -w wheels/`` (jraph is pure Python; grakel, G2GNN's graph kernel,
+has a compiled wheel for the machine's Python; add others the same way) and install
 them there first: ``pip install --no-index wheels/*.whl``. ``--smoke`` goes through every
 step on the CPU with the synthetic dataset and a tiny budget.
 """
@@ -49,6 +50,9 @@ TABLES = (("class", "extreme"), ("topology", "high"))
 VARIANTS = (("uniimb-reference", "uniimb", "reference"),
             ("uniimb-corrected", "uniimb", "corrected"),
             ("gin-upsample-g2gnn", "gin-upsample", "g2gnn"))
+# Baselines of the class table only (the paper has no G2GNN row under topology imbalance).
+CLASS_VARIANTS = (("g2gnn-remove-edge", "g2gnn", "remove-edge"),
+                  ("g2gnn-mask-node", "g2gnn", "mask-node"))
 KEEP = ("results.json", "metrics.jsonl", "config.json", "command.txt", "curves.png")
 
 
@@ -128,10 +132,11 @@ def _cells(args):
     if args.smoke:
         yield "class", "extreme", "SYNTHETIC", VARIANTS[0]
         yield "class", "extreme", "SYNTHETIC", VARIANTS[2]
+        yield "class", "extreme", "SYNTHETIC", CLASS_VARIANTS[0]
         return
     for table, degree in TABLES:
         for dataset in DATASETS:
-            for variant in VARIANTS:
+            for variant in VARIANTS + (CLASS_VARIANTS if table == "class" else ()):
                 yield table, degree, dataset, variant
 
 

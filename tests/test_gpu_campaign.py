@@ -37,6 +37,8 @@ def test_smoke_campaign_writes_the_archive(tmp_path):
     assert set(bench["neighbour_sum"]["ms"]) == {"segment", "chunked", "sorted"}
     done = [c for c in summary["cells"] if c["status"] == "done"]
     assert done, summary["cells"]
+    # Every method of the campaign goes through (G2GNN: kernel, neighbours, views).
+    assert {"uniimb-reference", "g2gnn-remove-edge"} <= {c["variant"] for c in done}
     for cell in done:
         base = f"cells/{cell['table']}/{cell['dataset']}/{cell['variant']}/"
         for name in ("results.json", "config.json", "metrics.jsonl", "command.txt"):
