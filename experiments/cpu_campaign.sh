@@ -5,6 +5,11 @@
 # checkpoints. Run from the repository root, in the background:
 #
 #   nohup bash experiments/cpu_campaign.sh > campaign.log 2>&1 &
+#   nohup bash experiments/cpu_campaign.sh baselines > baselines.log 2>&1 &
+#
+# The first argument picks the queue: "uniimb" (default: UniImb and its GIN baseline, issues
+# 14 and 34) or "baselines" (the baselines of issue 35 and after), so the two can run side
+# by side.
 #
 # RESULTS (default experiments/results) and DATA (default ../shared/data/tu) may be set,
 # e.g. to run from a git worktree of a fixed commit into the main checkout's results.
@@ -17,6 +22,14 @@ run() {
   nice -n 19 python experiments/run_table.py "$@" --runs 20 --epochs 1000 \
     --data-dir "$DATA" --offline --no-progress --results-dir "$RESULTS" || exit $?
 }
+QUEUE=${1:-uniimb}
+if [ "$QUEUE" = baselines ]; then
+  # Issue 35. B1. PROTEINS, class imbalance: G2GNN (both presets), GIN (plain, G2GNN's `no`)
+  run --table class --datasets PROTEINS --variants g2gnn-remove-edge g2gnn-mask-node gin-g2gnn
+  # B2. IMDB-MULTI, class imbalance
+  run --table class --datasets IMDB-MULTI --variants g2gnn-remove-edge g2gnn-mask-node gin-g2gnn
+  exit 0
+fi
 # 1. PROTEINS, class imbalance
 run --table class --datasets PROTEINS --variants uniimb-reference uniimb-corrected gin-upsample-g2gnn
 # 2. PROTEINS, topology imbalance (the reference preset reads the fixed IGL split file)
