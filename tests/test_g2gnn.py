@@ -151,3 +151,43 @@ def test_batchnorm_running_statistics_move_once_per_view():
         _, upd = model.apply(variables, batch, train=True, rngs=rngs, mutable=["batch_stats"])
         means[views] = np.asarray(upd["batch_stats"]["encoder"]["layer_0"]["bn"]["mean"])
     np.testing.assert_allclose(means[2], 1.9 * means[1], rtol=1e-5)
+
+
+def test_views_without_edge_removal_share_one_encoder_pass():
+    """mask-node: the encoder runs once for both views (their inputs are equal); outputs,
+    gradients and BatchNorm's running averages equal two passes (views replayed)."""
+    from uniimb_jax.data.batching import make_batch, padding_budget
+    from uniimb_jax.data.features import compute_features
+    from uniimb_jax.data.synthetic import make_synthetic
+    from uniimb_jax.models.config import ModelConfig
+    from uniimb_jax.models.g2gnn import G2GNNModel, graph_loss
+
+    ds = make_synthetic(num_graphs=30, seed=1)
+    batch = make_batch(ds, compute_features(ds), np.arange(30), padding_budget(ds, 30))
+    batch = batch._replace(extras={"kernel_neighbours": jnp.asarray(
+        (np.arange(30) + 1) % 30, jnp.int32)[:, None]})
+    cfg = ModelConfig(method="g2gnn", rwpe_steps=0, perturbation="off", mixup=False, hidden=16,
+                      num_layers=2, classifier="mlp", views=2, node_mask=0.1, knn_layers=1)
+    model = G2GNNModel(cfg, 2)
+    rngs = {"params": jax.random.key(0), "perturb": jax.random.key(1),
+            "dropout": jax.random.key(2)}
+    variables = model.init(rngs, batch, train=False)
+    _, inter = model.apply(variables, batch, train=True, rngs=rngs,
+                           mutable=["intermediates", "batch_stats"])
+    draws = tuple(zip(inter["intermediates"]["edge_weight"], inter["intermediates"]["node_keep"]))
+    assert np.array_equal(draws[0][1], draws[1][1])  # one node mask for both views
+
+    def run(replay):
+        def loss(params):
+            (logits, aux), upd = model.apply(
+                {"params": params, "batch_stats": variables["batch_stats"]}, batch, train=True,
+                rngs=rngs, views=draws if replay else None, mutable=["batch_stats"])
+            per = graph_loss(logits, jnp.asarray(batch.labels), aux, cfg)
+            return jnp.mean(jnp.where(batch.graph_mask, per, 0.0)), upd
+        (value, upd), grads = jax.value_and_grad(loss, has_aux=True)(variables["params"])
+        return value, grads, upd["batch_stats"]
+
+    shared, replayed = run(False), run(True)  # replayed views: two encoder passes
+    np.testing.assert_allclose(shared[0], replayed[0], rtol=1e-5)
+    for a, b in zip(jax.tree.leaves(shared[1:]), jax.tree.leaves(replayed[1:])):
+        np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)

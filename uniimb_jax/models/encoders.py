@@ -72,10 +72,15 @@ def weighted_in_degree(graph: MessageGraph, n_node: int) -> jax.Array:
     return jax.ops.segment_sum(graph.edge_weight, graph.receivers, num_segments=n_node)
 
 
-def _batch_norm(h: jax.Array, node_mask: jax.Array, train: bool, name: str) -> jax.Array:
+# Torch's BatchNorm default (momentum 0.1 -> flax 0.9).
+BN_MOMENTUM = 0.9
+
+
+def _batch_norm(h: jax.Array, node_mask: jax.Array, train: bool, name: str,
+                momentum: float = BN_MOMENTUM) -> jax.Array:
     # Torch defaults (momentum 0.1 -> flax 0.9, eps 1e-5), as in the reference; the exact
     # two-pass variance because a masked E[x^2] - E[x]^2 loses precision on few real nodes.
-    return MaskedBatchNorm(momentum=0.9, epsilon=1e-5, name=name)(h, node_mask, train=train)
+    return MaskedBatchNorm(momentum=momentum, epsilon=1e-5, name=name)(h, node_mask, train=train)
 
 
 def _zero_padding(h: jax.Array, node_mask: jax.Array) -> jax.Array:
@@ -89,13 +94,14 @@ class GINLayer(nn.Module):
     """
 
     features: int
+    bn_momentum: float = BN_MOMENTUM
 
     @nn.compact
     def __call__(self, h: jax.Array, graph: MessageGraph, *, train: bool) -> jax.Array:
         """``h [n_node, D_in] float32 -> [n_node, features] float32``."""
         z = h + aggregate(h, graph)
         z = nn.Dense(self.features, name="dense_0")(z)
-        z = nn.relu(_batch_norm(z, graph.node_mask, train, "bn"))
+        z = nn.relu(_batch_norm(z, graph.node_mask, train, "bn", self.bn_momentum))
         z = nn.relu(nn.Dense(self.features, name="dense_1")(z))
         return _zero_padding(z, graph.node_mask)
 
@@ -109,6 +115,7 @@ class GCNLayer(nn.Module):
     """
 
     features: int
+    bn_momentum: float = BN_MOMENTUM
 
     @nn.compact
     def __call__(self, h: jax.Array, graph: MessageGraph, *, train: bool) -> jax.Array:
@@ -121,7 +128,7 @@ class GCNLayer(nn.Module):
         msg = edge_sum(z, graph.senders, graph.receivers, w, graph.num_edges)
         z = msg + z * (inv_sqrt * inv_sqrt)[:, None]
         z = z + self.param("bias", nn.initializers.zeros_init(), (self.features,))
-        z = nn.relu(_batch_norm(z, graph.node_mask, train, "bn"))
+        z = nn.relu(_batch_norm(z, graph.node_mask, train, "bn", self.bn_momentum))
         return _zero_padding(z, graph.node_mask)
 
 
@@ -133,6 +140,7 @@ class SAGELayer(nn.Module):
     """
 
     features: int
+    bn_momentum: float = BN_MOMENTUM
 
     @nn.compact
     def __call__(self, h: jax.Array, graph: MessageGraph, *, train: bool) -> jax.Array:
@@ -141,7 +149,7 @@ class SAGELayer(nn.Module):
         mean = aggregate(h, graph) / jnp.maximum(deg, 1.0)[:, None]
         z = nn.Dense(self.features, name="dense_neigh")(mean)
         z = z + nn.Dense(self.features, use_bias=False, name="dense_self")(h)
-        z = nn.relu(_batch_norm(z, graph.node_mask, train, "bn"))
+        z = nn.relu(_batch_norm(z, graph.node_mask, train, "bn", self.bn_momentum))
         return _zero_padding(z, graph.node_mask)
 
 
@@ -248,6 +256,7 @@ class GraphEncoder(nn.Module):
     rwpe_steps: int = 0
     lap_freqs: int = 0
     lappe_form: str = "corrected"
+    bn_momentum: float = BN_MOMENTUM
 
     @nn.compact
     def __call__(
@@ -281,7 +290,8 @@ class GraphEncoder(nn.Module):
             p = nn.Dense(x.shape[-1], name="rwpe_in")(rwpe)
             p = _zero_padding(p, graph.node_mask)
             x = x + p
-        h = cls(self.hidden, name="layer_0")(x, graph, train=train)
+        m = self.bn_momentum
+        h = cls(self.hidden, m, name="layer_0")(x, graph, train=train)
         if self.lap_freqs and self.lappe_form == "reference":
             if lap is None or len(lap) != 2:
                 raise ConfigError(
@@ -294,9 +304,9 @@ class GraphEncoder(nn.Module):
             h = h + LapPE(self.hidden, name="lap_pe")(*lap, graph.node_mask)
         for i in range(1, self.num_layers):
             if self.rwpe_steps:
-                p = cls(self.hidden, name=f"rwpe_layer_{i - 1}")(p, graph, train=train)
+                p = cls(self.hidden, m, name=f"rwpe_layer_{i - 1}")(p, graph, train=train)
                 h = h + p
-            h = cls(self.hidden, name=f"layer_{i}")(h, graph, train=train)
+            h = cls(self.hidden, m, name=f"layer_{i}")(h, graph, train=train)
         return h
 
 
@@ -318,10 +328,13 @@ def create_backbone(
     lap_freqs: int = 0,
     lappe_form: str = "corrected",
     module_name: str | None = None,
+    bn_momentum: float = BN_MOMENTUM,
 ) -> GraphEncoder:
     """A :class:`GraphEncoder` of ``name`` layers (Flax submodule name ``module_name``).
 
     Call it inside a parent's ``setup`` or ``@nn.compact`` method so that it binds there.
+    ``bn_momentum``: the running averages' decay per call (``m**n`` stands for ``n`` calls
+    on identical inputs: G2GNN's views without edge removal).
 
     Raises:
       ConfigError: on an unknown ``name`` (one of ``"gin"``, ``"gcn"``, ``"sage"``).
@@ -334,6 +347,7 @@ def create_backbone(
         rwpe_steps=rwpe_steps,
         lap_freqs=lap_freqs,
         lappe_form=lappe_form,
+        bn_momentum=bn_momentum,
         name=module_name,
     )
 

@@ -85,6 +85,10 @@ class G2GNNModel(nn.Module):
         """
         cfg = self.cfg
         edge_real = batch.edge_mask.astype(jnp.float32)
+        # Without edge removal every view's encoder input is the same (one shared node
+        # mask): the encoder runs once, standing for the V calls of the published step
+        # (BatchNorm's running averages move V times), and only the head's dropout differs.
+        shared = views is None and cfg.edge_drop == 0
         if views is None:
             key = self.make_rng("perturb")
             k_nodes, k_edges = jax.random.split(key)
@@ -95,25 +99,31 @@ class G2GNNModel(nn.Module):
             node_keep = (batch.node_mask & ~masked).astype(jnp.float32)
             views = []
             for k in jax.random.split(k_edges, cfg.views):
+                if shared:
+                    views.append((edge_real, node_keep))
+                    continue
                 keep = jax.random.bernoulli(k, 1.0 - cfg.edge_drop, batch.edge_mask.shape)
                 views.append((edge_real * keep, node_keep))
         if batch.extras is None or NEIGHBOURS not in batch.extras:
             raise ValueError(f"G2GNN needs batch.extras[{NEIGHBOURS!r}] (the kernel neighbours)")
         op = propagation_operator(batch.graph_index, batch.extras[NEIGHBOURS])
-        encoder = make_encoder(cfg)
+        encoder = make_encoder(cfg, calls_per_step=len(views) if shared else 1)
         hidden = nn.Dense(cfg.hidden, name="classifier_hidden")
         out = nn.Dense(self.num_classes, name="classifier")
         drop = nn.Dropout(cfg.classifier_dropout, deterministic=not train)
         log_probs = []
-        for edge_weight, node_keep in views:
+        for v, (edge_weight, node_keep) in enumerate(views):
             self.sow("intermediates", "edge_weight", edge_weight)
             self.sow("intermediates", "node_keep", node_keep)
-            h = encode_graphs(encoder, cfg, batch, edge_weight, node_keep, train=train)
-            self.sow("intermediates", "graph_emb", h)
-            for _ in range(cfg.knn_layers):
-                h = op @ h
-                self.sow("intermediates", "propagated", h)
-            z = drop(nn.relu(hidden(h)))
+            if v == 0 or not shared:
+                emb = encode_graphs(encoder, cfg, batch, edge_weight, node_keep, train=train)
+                steps = [emb]
+                for _ in range(cfg.knn_layers):
+                    steps.append(op @ steps[-1])
+            self.sow("intermediates", "graph_emb", steps[0])
+            for step in steps[1:]:
+                self.sow("intermediates", "propagated", step)
+            z = drop(nn.relu(hidden(steps[-1])))
             log_probs.append(jax.nn.log_softmax(out(z).astype(jnp.float32), axis=-1))
         stacked = jnp.stack(log_probs)
         return jnp.mean(stacked, axis=0), {"view_log_probs": stacked}

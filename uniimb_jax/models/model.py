@@ -61,6 +61,7 @@ from uniimb_jax.errors import ConfigError
 from uniimb_jax.models.balancing import PrototypeState
 from uniimb_jax.models.config import ModelConfig
 from uniimb_jax.models.encoders import (
+    BN_MOMENTUM,
     MessageGraph,
     create_backbone,
     graph_size_and_trace,
@@ -105,9 +106,11 @@ def embed_graphs(cfg: ModelConfig, batch: GraphBatch, edge_weight: jax.Array,
     return encode_graphs(make_encoder(cfg), cfg, batch, edge_weight, node_keep, train=train)
 
 
-def make_encoder(cfg: ModelConfig) -> nn.Module:
+def make_encoder(cfg: ModelConfig, calls_per_step: int = 1) -> nn.Module:
     """The backbone of ``cfg`` as a submodule ``"encoder"`` of the calling compact module;
-    call it through :func:`encode_graphs` (several times to share it between views)."""
+    call it through :func:`encode_graphs` (several times to share it between views).
+    ``calls_per_step``: one call stands for that many on identical inputs (BatchNorm's
+    running averages then move as many times)."""
     return create_backbone(
         cfg.backbone,
         num_layers=cfg.num_layers,
@@ -116,6 +119,7 @@ def make_encoder(cfg: ModelConfig) -> nn.Module:
         lap_freqs=cfg.lap_freqs,
         lappe_form=cfg.lappe_form,
         module_name="encoder",
+        bn_momentum=BN_MOMENTUM ** calls_per_step,
     )
 
 
