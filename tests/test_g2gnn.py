@@ -191,3 +191,56 @@ def test_views_without_edge_removal_share_one_encoder_pass():
     np.testing.assert_allclose(shared[0], replayed[0], rtol=1e-5)
     for a, b in zip(jax.tree.leaves(shared[1:]), jax.tree.leaves(replayed[1:])):
         np.testing.assert_allclose(a, b, rtol=2e-4, atol=1e-6)
+
+
+def test_inductive_batch_takes_each_graphs_own_most_similar_training_graphs():
+    from uniimb_jax.data.graph_of_graphs import batch_with_training_neighbours, grouped_operator
+
+    kernel = jnp.array([[1.0, 0.9, 0.8, 0.7, 0.7],
+                        [0.9, 1.0, 0.1, 0.6, 0.6],
+                        [0.8, 0.1, 1.0, 0.2, 0.3],
+                        [0.7, 0.6, 0.2, 1.0, 0.5],
+                        [0.7, 0.6, 0.3, 0.5, 1.0]], jnp.float32)
+    train = jnp.array([False, False, True, True, True])
+    out = batch_with_training_neighbours(jnp.array([0, 1, -1], jnp.int32), kernel, train, 2)
+    # 0: training graphs 2 (0.8), then 3 and 4 tie at 0.7 -> the lower index; 1: 3, 4 tie.
+    assert out.tolist() == [0, 1, -1, 2, 3, 3, 4, -1, -1]
+    a = np.asarray(grouped_operator(jnp.concatenate([out, jnp.array([-1])]), 2))
+    # Graph 0 with its slots 3, 4: S = [[1,1,1],[1,1,0],[1,0,1]] -> columns 1/3, 1/2, 1/2.
+    np.testing.assert_allclose(a[np.ix_([0, 3, 4], [0, 3, 4])],
+                               [[1 / 3, 1 / 2, 1 / 2], [1 / 3, 1 / 2, 0], [1 / 3, 0, 1 / 2]])
+    assert not a[0, [1, 5, 6]].any() and not a[[1, 5, 6], 0].any()  # no link across groups
+    assert not a[2].any() and not a[:, 2].any() and not a[9].any()  # empty, padding
+
+
+def test_inductive_prediction_depends_on_no_other_evaluated_graph():
+    """The same graph beside different batch-mates gets the same log-probabilities in the
+    inductive layout (augmentation off, evaluation mode)."""
+    from uniimb_jax.data import device_batching
+    from uniimb_jax.data.features import compute_features
+    from uniimb_jax.data.graph_of_graphs import KERNEL, NEIGHBOURS, batch_with_training_neighbours
+    from uniimb_jax.data.graph_kernel import kernel_neighbours, shortest_path_kernel
+    from uniimb_jax.data.synthetic import make_synthetic
+    from uniimb_jax.models.config import ModelConfig
+    from uniimb_jax.models.g2gnn import G2GNNModel
+
+    ds = make_synthetic(num_graphs=40, seed=2)
+    kernel = shortest_path_kernel(ds)
+    extras = {NEIGHBOURS: kernel_neighbours(kernel, 2), KERNEL: kernel.astype(np.float32)}
+    dd = device_batching.to_device_dataset(ds, {"x": compute_features(ds).x}, extras)
+    train = jnp.arange(40) < 20
+    cfg = ModelConfig(method="g2gnn", rwpe_steps=0, perturbation="off", mixup=False, hidden=16,
+                      num_layers=2, classifier="mlp", knn_layers=2)
+    model = G2GNNModel(cfg, 2, inductive=True)
+
+    def logits(indices):
+        slots = batch_with_training_neighbours(jnp.asarray(indices, jnp.int32), dd.extras[KERNEL],
+                                               train, 1)
+        batch = device_batching.gather_batch(dd, slots, 4096, 8192)._replace(extras=dd.extras)
+        rngs = {"params": jax.random.key(0), "perturb": jax.random.key(1)}
+        variables = model.init(rngs, batch, train=False)
+        return np.asarray(model.apply(variables, batch, train=False, rngs=rngs)[0])
+
+    a = logits([25, 30, 31, 32])
+    b = logits([25, 38, 21, 39])
+    np.testing.assert_allclose(a[0], b[0], rtol=1e-5, atol=1e-6)

@@ -4,7 +4,7 @@
                  [--runs N] [--epochs E] [--method M] [--preset P]
                  [--data-dir DIR] [--workdir DIR]
                  [--devices N|all] [--distributed [--num-processes N --process-id I]]
-    uniimb evaluate --workdir DIR [--order all|official|shuffled|independent]
+    uniimb evaluate --workdir DIR [--order all|official|shuffled|independent|inductive]
     uniimb predict --workdir DIR (--dataset NAME | --graphs FILE) [--seed S] [--out CSV]
     uniimb report WORKDIR [WORKDIR ...]
     uniimb methods [--json]
@@ -147,9 +147,12 @@ def build_parser() -> argparse.ArgumentParser:
     ev = sub.add_parser("evaluate", help="re-score a run's selected models (docs/evaluation.md)",
                         formatter_class=_Formatter)
     ev.add_argument("--workdir", required=True, help="work directory of a `uniimb train` run")
-    ev.add_argument("--order", default="all", choices=("all", "official", "shuffled", "independent"),
+    ev.add_argument("--order", default="all",
+                    choices=("all", "official", "shuffled", "independent", "inductive"),
                     help="official: the run's batching; shuffled: the same test graphs in a random "
-                         "order; independent: batch-independent inference (default: all three)")
+                         "order; independent: batch-independent inference (UniImb); inductive: "
+                         "kernel neighbours from the training graphs only (G2GNN) (default: all "
+                         "the method has)")
     ev.add_argument("--json", action="store_true", help="print per-seed records as JSON")
     _add_data_args(ev)
 

@@ -7,7 +7,9 @@ already in it, then propagates graph embeddings over the edges between them:
 
 * :func:`batch_with_neighbours`: ``[B]`` graph ids -> ``[B * (m + 1)]`` ids, the batch's
   graphs first, then each neighbour not in the batch once (``-1`` in the unused slots);
-* :func:`propagation_operator`: ``[G, G]`` ``A`` with ``out = A @ h``.
+* :func:`propagation_operator`: ``[G, G]`` ``A`` with ``out = A @ h``;
+* :func:`batch_with_training_neighbours`, :func:`grouped_operator`: the inductive evaluation
+  (docs/methods/g2gnn.md), each evaluated graph with its own most similar training graphs.
 
 The operator follows the published code point by point: the graph-of-graphs has an edge in
 each direction between a graph and each of its neighbours (``construct_knn``; a pair of
@@ -24,7 +26,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-__all__ = ["batch_with_neighbours", "propagation_operator", "NEIGHBOURS"]
+__all__ = ["batch_with_neighbours", "propagation_operator", "batch_with_training_neighbours",
+           "grouped_operator", "NEIGHBOURS", "KERNEL"]
 
 # Key of the ``[N, m] int32`` kernel-neighbour table in DeviceDataset.extras / batch.extras
 # (``-1`` = no neighbour in that column: ImbGNN keeps fewer for large graphs).
@@ -78,5 +81,50 @@ def propagation_operator(graph_index: jax.Array, neighbours: jax.Array) -> jax.A
     eye = jnp.eye(n, dtype=bool)
     s = jnp.where(eye, valid.astype(jnp.float32)[:, None],
                   counts * (last[:, None] & last[None, :]))
+    deg = jnp.sum(s, axis=0)
+    return s / jnp.where(deg > 0, deg, 1.0)[None, :]
+
+
+# --------------------------------------------------------------- inductive evaluation
+# Key of the ``[N, N] float32`` kernel in DeviceDataset.extras / batch.extras (the inductive
+# evaluation ranks training graphs by it).
+KERNEL = "kernel"
+
+
+def batch_with_training_neighbours(indices: jax.Array, kernel: jax.Array,
+                                   train_mask: jax.Array, m: int) -> jax.Array:
+    """An inductive batch: each of the ``B`` graphs with its own ``m`` most similar
+    *training* graphs (never itself; ties to the lower index, ``lax.top_k``).
+
+    Returns ``[B * (m + 1)] int32``: ``indices``, then graph ``i``'s neighbours in slots
+    ``B + i m .. B + i m + m - 1`` (``-1`` where there are fewer training graphs or the slot
+    is empty). Copies are not shared between graphs, so :func:`grouped_operator` links each
+    graph only to its own: no evaluated graph depends on another.
+    """
+    n = kernel.shape[0]
+    valid = indices >= 0
+    rows = kernel[jnp.maximum(indices, 0)]  # [B, N]
+    allowed = train_mask[None, :] & (jnp.arange(n)[None, :] != indices[:, None])
+    values, nbr = jax.lax.top_k(jnp.where(allowed, rows, -jnp.inf), m)
+    nbr = jnp.where(jnp.isfinite(values) & valid[:, None], nbr, -1)
+    return jnp.concatenate([indices, nbr.reshape(-1)]).astype(jnp.int32)
+
+
+def grouped_operator(graph_index: jax.Array, m: int) -> jax.Array:
+    """``[G, G]`` operator of a batch laid out by :func:`batch_with_training_neighbours`
+    (``G = B (m + 1)``, plus any trailing padding slot): graph ``i`` and each of its own
+    neighbour slots linked both ways, one self-loop per slot, ``A = S / colsum(S)`` as in
+    :func:`propagation_operator`."""
+    g = graph_index.shape[0]
+    b = g // (m + 1)
+    valid = graph_index >= 0
+    slot = jnp.arange(g)
+    owner = jnp.where(slot < b, slot, (slot - b) // m)  # the graph a slot belongs to
+    owner = jnp.where(slot < b * (m + 1), owner, -1)
+    is_target = slot < b
+    link = (is_target[:, None] & ~is_target[None, :] & (owner[None, :] == slot[:, None]))
+    link = link | link.T
+    s = (link & valid[:, None] & valid[None, :]).astype(jnp.float32)
+    s = jnp.where(jnp.eye(g, dtype=bool), valid.astype(jnp.float32)[:, None], s)
     deg = jnp.sum(s, axis=0)
     return s / jnp.where(deg > 0, deg, 1.0)[None, :]

@@ -89,12 +89,17 @@ class Evaluation:
         ``"test_shuffled"`` (the same graphs in a random order).
       model: which of :attr:`Method.create_models`' modules predicts.
       stream: the key stream (``fold_in(root, stream)``) of its randomness.
+      inductive: the graphs a batch gathers besides its own (:attr:`Method.batch_graphs`)
+        are the seed's training graphs only, each evaluated graph with its own, so that no
+        prediction depends on another evaluated graph (G2GNN's transductive test
+        prediction measured, docs/methods/g2gnn.md).
     """
 
     name: str
     order: str
     model: str
     stream: int
+    inductive: bool = False
 
 
 def _identity_step(state, aux, model_cfg):
@@ -170,9 +175,11 @@ class Method:
         host preparation over every graph of the dataset, once per run (e.g. a graph kernel's
         neighbour table); on the device as ``DeviceDataset.extras`` and handed to the model
         as ``batch.extras``.
-      batch_graphs: ``None``, or ``(indices [B] int32, extras) -> [G] int32`` (jit-safe):
-        the graphs a batch of ``B`` gathers, its own first; the others join the forward pass
-        (BatchNorm statistics included) but not the loss, the predictions or the metrics.
+      batch_graphs: ``None``, or ``(indices [B] int32, extras, train_mask) -> [G] int32``
+        (jit-safe): the graphs a batch of ``B`` gathers, its own first; the others join the
+        forward pass (BatchNorm statistics included) but not the loss, the predictions or the
+        metrics. ``train_mask`` is ``None``, or ``[N] bool`` the seed's training graphs for an
+        inductive evaluation (:attr:`Evaluation.inductive`), which may gather only those.
       graph_loss: ``None``, or ``(logits [n, C], labels [n], aux, ModelConfig) -> [n]``: a
         per-graph loss
         that needs the model's ``aux`` (G2GNN: the NLL of each augmented view plus the

@@ -18,8 +18,15 @@ from typing import NamedTuple, Optional
 import jax
 
 from uniimb_jax.data.graph_kernel import kernel_neighbours, shortest_path_kernel
-from uniimb_jax.data.graph_of_graphs import NEIGHBOURS, batch_with_neighbours
-from uniimb_jax.methods.base import Method, Preset, apply_model_overrides
+import numpy as np
+
+from uniimb_jax.data.graph_of_graphs import (
+    KERNEL,
+    NEIGHBOURS,
+    batch_with_neighbours,
+    batch_with_training_neighbours,
+)
+from uniimb_jax.methods.base import Evaluation, Method, Preset, apply_model_overrides
 from uniimb_jax.models.config import ModelConfig
 from uniimb_jax.models.g2gnn import G2GNNModel, graph_loss
 
@@ -97,19 +104,28 @@ def configure(settings, preset: str, model_overrides=None, *, dataset=None
 
 
 def dataset_arrays(ds, model_cfg: ModelConfig, cache_dir=None) -> dict:
-    """``{"kernel_neighbours": [G, k - 1] int32}``: each graph's neighbours under the
-    normalised shortest-path kernel of the whole dataset (cached in ``cache_dir``)."""
+    """``{"kernel_neighbours": [G, k - 1] int32, "kernel": [G, G] float32}``: each graph's
+    neighbours under the normalised shortest-path kernel of the whole dataset (cached in
+    ``cache_dir``), and the kernel itself (the inductive evaluation ranks training graphs by
+    it)."""
     kernel = shortest_path_kernel(ds, cache_dir=cache_dir)
-    return {NEIGHBOURS: kernel_neighbours(kernel, model_cfg.kernel_neighbours)}
+    return {NEIGHBOURS: kernel_neighbours(kernel, model_cfg.kernel_neighbours),
+            KERNEL: kernel.astype(np.float32)}
 
 
-def batch_graphs(indices: jax.Array, extras: dict) -> jax.Array:
-    """A batch's graphs and their kernel neighbours not already in it."""
-    return batch_with_neighbours(indices, extras[NEIGHBOURS])
+def batch_graphs(indices: jax.Array, extras: dict, train_mask=None) -> jax.Array:
+    """A batch's graphs and their kernel neighbours not already in it; for the inductive
+    evaluation (``train_mask``), each graph with its own most similar training graphs."""
+    if train_mask is None:
+        return batch_with_neighbours(indices, extras[NEIGHBOURS])
+    m = extras[NEIGHBOURS].shape[1]
+    return batch_with_training_neighbours(indices, extras[KERNEL], train_mask, m)
 
 
 def create_models(cfg: ModelConfig, num_classes: int) -> dict:
-    return {"default": G2GNNModel(cfg=cfg, num_classes=num_classes)}
+    """``"default"``: G2GNN; ``"inductive"``: the same parameters on the inductive layout."""
+    return {"default": G2GNNModel(cfg=cfg, num_classes=num_classes),
+            "inductive": G2GNNModel(cfg=cfg, num_classes=num_classes, inductive=True)}
 
 
 G2GNN = Method(
@@ -123,6 +139,11 @@ G2GNN = Method(
     dataset_arrays=dataset_arrays,
     batch_graphs=batch_graphs,
     sampler="upsample",
+    # Beside the published test prediction (class-sorted batches whose graph-of-graphs may
+    # link a test graph to other test graphs): the same graphs in a random order, and each
+    # test graph with its own training-graph neighbours only (docs/methods/g2gnn.md).
+    evaluations=(Evaluation("test_shuffled", "test_shuffled", "default", 6),
+                 Evaluation("test_inductive", "test", "inductive", 7, inductive=True)),
 )
 
 __all__ = ["G2GNN", "SETTINGS", "settings_for", "G2GNNSettings"]

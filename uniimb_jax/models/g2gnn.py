@@ -30,7 +30,7 @@ import jax
 import jax.numpy as jnp
 
 from uniimb_jax.data.batch import GraphBatch
-from uniimb_jax.data.graph_of_graphs import NEIGHBOURS, propagation_operator
+from uniimb_jax.data.graph_of_graphs import NEIGHBOURS, grouped_operator, propagation_operator
 from uniimb_jax.models.config import ModelConfig
 from uniimb_jax.models.model import encode_graphs, make_encoder
 
@@ -68,10 +68,15 @@ class G2GNNModel(nn.Module):
       cfg: ``knn_layers``, ``views``, ``edge_drop``, ``node_mask``, the backbone and the
         ``"mlp"`` head's ``classifier_dropout``.
       num_classes: ``C``.
+      inductive: the batch is laid out by
+        :func:`~uniimb_jax.data.graph_of_graphs.batch_with_training_neighbours` (each graph
+        with its own training-graph neighbours): propagate with
+        :func:`~uniimb_jax.data.graph_of_graphs.grouped_operator`.
     """
 
     cfg: ModelConfig
     num_classes: int
+    inductive: bool = False
 
     @nn.compact
     def __call__(self, batch: GraphBatch, method_state=(), *, train: bool,
@@ -104,9 +109,12 @@ class G2GNNModel(nn.Module):
                     continue
                 keep = jax.random.bernoulli(k, 1.0 - cfg.edge_drop, batch.edge_mask.shape)
                 views.append((edge_real * keep, node_keep))
-        if batch.extras is None or NEIGHBOURS not in batch.extras:
+        if self.inductive:
+            op = grouped_operator(batch.graph_index, cfg.kernel_neighbours - 1)
+        elif batch.extras is None or NEIGHBOURS not in batch.extras:
             raise ValueError(f"G2GNN needs batch.extras[{NEIGHBOURS!r}] (the kernel neighbours)")
-        op = propagation_operator(batch.graph_index, batch.extras[NEIGHBOURS])
+        else:
+            op = propagation_operator(batch.graph_index, batch.extras[NEIGHBOURS])
         encoder = make_encoder(cfg, calls_per_step=len(views) if shared else 1)
         hidden = nn.Dense(cfg.hidden, name="classifier_hidden")
         out = nn.Dense(self.num_classes, name="classifier")

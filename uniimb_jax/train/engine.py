@@ -90,6 +90,11 @@ class StaticSpec:
     # vmap every branch would run on every step, so batched seeds keep the quantile budget
     # and its rare drops (counted in the records as ``dropped_graphs``).
     oversize: tuple[tuple[int, int], ...] = ()
+    # The budget of a method's inductive evaluation (Evaluation.inductive; 0 = the test
+    # one): its batches gather other graphs than the published ones, so it fits the worst
+    # case of their slot count.
+    inductive_n_node: int = 0
+    inductive_n_edge: int = 0
 
     @property
     def eval_budget(self) -> tuple[int, int]:
@@ -123,18 +128,19 @@ class Engine:
         )
 
     # ------------------------------------------------------------------ helpers
-    def batch_graphs(self, dd, indices: jax.Array) -> jax.Array:
+    def batch_graphs(self, dd, indices: jax.Array, train_mask=None) -> jax.Array:
         """The graph ids a batch of ``indices [B]`` gathers: ``indices`` themselves, or
-        the method's expansion (:attr:`~uniimb_jax.methods.Method.batch_graphs`)."""
+        the method's expansion (:attr:`~uniimb_jax.methods.Method.batch_graphs`;
+        ``train_mask [N] bool`` for an inductive evaluation)."""
         if self.method.batch_graphs is None:
             return indices
-        return self.method.batch_graphs(indices, dd.extras)
+        return self.method.batch_graphs(indices, dd.extras, train_mask)
 
-    def gather(self, dd, indices: jax.Array, n_node: int, n_edge: int):
+    def gather(self, dd, indices: jax.Array, n_node: int, n_edge: int, train_mask=None):
         """The padded batch of ``indices [B]`` at budget ``(n_node, n_edge)``: the graphs
         of :meth:`batch_graphs`, only the first ``B`` slots scored (``graph_mask``), the
         method's dataset arrays attached (``batch.extras``)."""
-        full = self.batch_graphs(dd, indices)
+        full = self.batch_graphs(dd, indices, train_mask)
         batch = device_batching.gather_batch(dd, full, n_node, n_edge)
         if full.shape[0] != indices.shape[0]:
             own = jnp.arange(batch.n_graph) < indices.shape[0]
@@ -335,7 +341,7 @@ class Engine:
     def evaluate(
         self, variables, proto, indices: jax.Array, scored: jax.Array, dd, key,
         model: str = "default", budget: tuple[int, int] | None = None,
-        small: tuple[int, int] = (0, 0),
+        small: tuple[int, int] = (0, 0), train_mask=None,
     ) -> EvalResult:
         """Evaluates ``variables`` on ``indices [nb*B]`` (``-1`` = empty slot).
 
@@ -345,7 +351,8 @@ class Engine:
         evaluations name, e.g. UniImb's batch-independent ``"independent"``).
         ``budget``: ``(n_node, n_edge)`` of a batch, default the validation budget;
         ``small``: a smaller budget for the batches that fit it (a branch; unbatched seeds
-        only), ``(0, 0)`` = none.
+        only), ``(0, 0)`` = none. ``train_mask``: ``[N] bool`` the seed's training graphs,
+        for an inductive evaluation (:attr:`~uniimb_jax.methods.Evaluation.inductive`).
         """
         n_node, n_edge = budget or self.spec.eval_budget
         b = self.spec.batch_size
@@ -355,7 +362,7 @@ class Engine:
 
         def forward_at(nodes, edges):
             def forward(batch_idx, batch_key):
-                batch = self.gather(dd, batch_idx, nodes, edges)
+                batch = self.gather(dd, batch_idx, nodes, edges, train_mask)
                 logits, aux = module.apply(variables, batch, proto, train=False,
                                            rngs=self._rngs(batch_key))
                 return logits, batch.labels, batch.graph_mask, aux
@@ -502,14 +509,22 @@ class Engine:
         lists = {"test": (data.test_idx, data.test_scored),
                  "val": (data.val_idx, data.val_scored),
                  "test_shuffled": (data.test_shuffled_idx, data.test_shuffled_scored)}
-        evals = [("test", "test", "default", 4), ("val", "val", "default", 5)]
-        evals += [(e.name, e.order, e.model, e.stream) for e in self.method.evaluations]
-        for name, order, model, stream in evals:
+        evals = [("test", "test", "default", 4, False), ("val", "val", "default", 5, False)]
+        evals += [(e.name, e.order, e.model, e.stream, e.inductive)
+                  for e in self.method.evaluations]
+        n = dd.labels.shape[0]
+        valid = data.train_idx >= 0
+        # [N] bool: the seed's training graphs (the -1 padding lands on a spare slot N).
+        train_mask = jnp.zeros((n + 1,), bool).at[jnp.where(valid, data.train_idx, n)].set(
+            True)[:n]
+        for name, order, model, stream, inductive in evals:
             budget = self.spec.eval_budget if name == "val" else self.spec.test_budget
+            if inductive and self.spec.inductive_n_node:
+                budget = (self.spec.inductive_n_node, self.spec.inductive_n_edge)
             idx, scored = lists[order]
             res = self.evaluate(variables, state.best_method_state, idx, scored, dd,
                                 jax.random.fold_in(root, stream), model=model,
-                                budget=budget)
+                                budget=budget, train_mask=train_mask if inductive else None)
             scores = metrics_lib.classification_metrics(res.confusion)
             c = self.spec.num_classes
             auroc = metrics_lib.auroc_ovr(

@@ -377,6 +377,10 @@ def prepare_run(
     small_train, small_val = small_budgets(ds, cfg, seed_data, train_totals, (n_node, n_edge),
                                            eval_budget[:2], expand)
     oversize = oversize_budgets(ds, cfg, splits, budget, train_totals, expand)
+    inductive = (0, 0)
+    if expand is not None and any(e.inductive for e in get_method(cfg.method).evaluations):
+        worst = batching.padding_budget(ds, _slots(cfg, expand))
+        inductive = (worst.n_node, worst.n_edge)
     spec = StaticSpec(
         num_classes=ds.num_classes,
         batch_size=cfg.batch_size,
@@ -392,6 +396,8 @@ def prepare_run(
         small_eval_n_node=small_val[0],
         small_eval_n_edge=small_val[1],
         oversize=oversize,
+        inductive_n_node=inductive[0],
+        inductive_n_edge=inductive[1],
     )
     # Real nodes per padded node of an average training batch.
     mean_nodes = float(np.mean([np.mean(ds.nodes_per_graph[_batched_lists(sp, cfg)[0]])

@@ -12,9 +12,11 @@ import jax
 import numpy as np
 
 SUMMARY_METRICS = ("macro_f1", "micro_f1", "balanced_accuracy", "auroc")
-# The three evaluations of a UniImb run's selected models (docs/evaluation.md), by the key
-# of the engine's final scores.
-EVALUATIONS = {"official": "test", "shuffled": "test_shuffled", "independent": "test_independent"}
+# The evaluations of a run's selected models (docs/evaluation.md) by the key of the engine's
+# final scores: UniImb has the first three, G2GNN official, shuffled and inductive
+# (docs/methods/g2gnn.md).
+EVALUATIONS = {"official": "test", "shuffled": "test_shuffled", "independent": "test_independent",
+               "inductive": "test_inductive"}
 
 
 def machine_description() -> str:
