@@ -103,6 +103,13 @@ class TrainedRun:
         if seed is not None and seed not in self.variables:
             raise ConfigError(f"seed={seed} is not a seed of this run; it has {self.seeds}")
         cfg = self.cfg
+        if get_method(cfg.method).batch_graphs is not None:
+            # G2GNN predicts a graph together with its kernel neighbours in the training
+            # dataset; predicting unseen graphs alone is not what the method does.
+            raise ConfigError(
+                f"predict does not support method {cfg.method!r}: its batches gather other "
+                "graphs of the dataset (kernel neighbours); score its selected models with "
+                "`uniimb evaluate --workdir DIR` instead")
         preset = get_method(cfg.method).preset(cfg.preset)
         ds = without_self_loops(graphs) if preset.drop_self_loops else graphs
         feats = compute_features(ds, feature_kind=cfg.feature_kind,
