@@ -246,9 +246,14 @@ def test_presets_rows_and_g2gnn():
     assert (g.learning_rate, g.weight_decay, g.batch_size, g.early_stop_window) == (
         0.01, 0.1, 64, 100)
     assert (g.model.classifier, g.model.init, g.batching) == ("mlp", "torch", "packed")
-    assert make_config("PROTEINS", "class", method="gin", preset="g2gnn").weight_decay == 1e-3
+    # G2GNN's run scripts, per dataset (run_proteins.sh: `no` 0.0005, `batch_reweight` 1e-4;
+    # run_dd.sh: `upsampling` 0.05); a dataset without a script takes PROTEINS'.
+    assert make_config("PROTEINS", "class", method="gin", preset="g2gnn").weight_decay == 5e-4
     assert make_config("PROTEINS", "class", method="gin-reweight",
                        preset="g2gnn").weight_decay == 1e-4
+    assert make_config("DD", "class", method="gin-upsample", preset="g2gnn").weight_decay == 0.05
+    assert make_config("IMDB-MULTI", "class", method="gin-upsample",
+                       preset="g2gnn").weight_decay == 0.1
     with pytest.raises(ConfigError, match="g2gnn"):
         make_config("PROTEINS", "class", method="uniimb", preset="g2gnn")
 
