@@ -144,3 +144,20 @@ def test_oversize_budgets_are_the_sampled_maximum_then_the_worst_case():
     assert ladder[0][0] >= totals[0].max() + 1 and ladder[0][1] >= totals[1].max()
     worst_cfg = dataclasses.replace(cfg, budget="worst")
     assert oversize_budgets(ds, worst_cfg, splits, budget, None) == ()
+
+
+@pytest.mark.slow
+def test_g2gnn_batches_fit_their_neighbours_and_count_any_left_out():
+    """G2GNN's budgets fit the batch with its kernel neighbours: unbatched seeds drop none;
+    the vmapped sweep under a tight budget counts the neighbour graphs it leaves out too."""
+    dropped = {}
+    for group in (0, 1):
+        cfg = smoke_config(method="g2gnn", preset="remove-edge", runs=2, epochs=2,
+                           epochs_per_call=2, seeds_per_group=group, budget_quantile=0.3)
+        prep = prepare_run(cfg)
+        sweep = Sweep(prep)
+        state = sweep.init(prep.seed_data, prep.device_data)
+        _, records = sweep.run_epochs(state, prep.seed_data, prep.device_data)
+        dropped[group] = np.asarray(records["dropped_graphs"])
+    assert dropped[0].sum() > 0
+    assert not dropped[1].any()

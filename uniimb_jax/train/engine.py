@@ -283,7 +283,8 @@ class Engine:
         results up to the rounding of sums over a different number of padding rows.
 
         Returns ``(state, mean_loss [], dropped [] int32)``, ``dropped`` counting the graphs
-        of the epoch's batches that did not fit the padding budget.
+        of the epoch's batches that did not fit the padding budget (graphs a method's batch
+        gathers besides its own included, e.g. G2GNN's neighbours).
         """
         indices, valid = self.epoch_order(state, data)
         small = (self.spec.small_n_node, self.spec.small_n_edge)
@@ -292,7 +293,10 @@ class Engine:
             def step(st, idx):
                 batch = self.gather(dd, idx, n_node, n_edge)
                 new_st, m = self.train_step(st, batch, data.class_weights)
-                return new_st, m["loss"], m["graphs"]
+                # Graphs the batch asked for (its own and any a method gathers besides,
+                # e.g. G2GNN's neighbours) that the budget left out.
+                asked = jnp.sum(self.batch_graphs(dd, idx) >= 0)
+                return new_st, m["loss"], asked - jnp.sum(batch.graph_index >= 0)
             return step
 
         full = (self.spec.n_node, self.spec.n_edge)
@@ -321,20 +325,18 @@ class Engine:
             return st, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32)
 
         def body(carry, xs):
-            st, loss_sum, graphs = carry
+            st, loss_sum, dropped = carry
             idx, ok = xs
             # A seed's surplus batches (fewer training graphs than the longest seed): a
             # branch, so that an unbatched seed skips them; under vmap it is a select.
-            st, loss, g = jax.lax.cond(ok, step, no_step, st, idx)
-            return (st, loss_sum + loss, graphs + g), None
+            st, loss, d = jax.lax.cond(ok, step, no_step, st, idx)
+            return (st, loss_sum + loss, dropped + d), None
 
         init = (state, jnp.zeros(()), jnp.zeros((), jnp.int32))
-        (state, loss_sum, graphs), _ = jax.lax.scan(body, init, (indices, valid))
+        # ``dropped``: graphs a quantile padding budget left out this epoch (0 with the
+        # worst-case one, and for unbatched seeds whose spec has oversize budgets).
+        (state, loss_sum, dropped), _ = jax.lax.scan(body, init, (indices, valid))
         mean_loss = loss_sum / jnp.maximum(jnp.sum(valid), 1)
-        # Graphs a quantile padding budget left out this epoch (0 with the worst-case one,
-        # and for unbatched seeds whose spec has oversize budgets).
-        requested = jnp.sum((indices >= 0) & valid[:, None])  # a short last batch's empty
-        dropped = requested - graphs                              # slots are not dropped
         return state, mean_loss, dropped
 
     # --------------------------------------------------------------- evaluation
