@@ -64,6 +64,7 @@ _MAIN_VARIANTS = (
     Variant("g2gnn-remove-edge", "g2gnn", "remove-edge", paper_row="G2GNN (remove edge)"),
     Variant("g2gnn-mask-node", "g2gnn", "mask-node", paper_row="G2GNN (mask node)"),
     Variant("gin-g2gnn", "gin", "g2gnn", paper_row="GIN (classic)"),
+    Variant("gin-reweight-g2gnn", "gin-reweight", "g2gnn", paper_row="GIN (re-weight)"),
 )
 
 TABLES: dict[str, Table] = {

@@ -182,7 +182,8 @@ def test_views_without_edge_removal_share_one_encoder_pass():
             (logits, aux), upd = model.apply(
                 {"params": params, "batch_stats": variables["batch_stats"]}, batch, train=True,
                 rngs=rngs, views=draws if replay else None, mutable=["batch_stats"])
-            per = graph_loss(logits, jnp.asarray(batch.labels), aux, cfg)
+            per = graph_loss(logits, jnp.asarray(batch.labels),
+                             jnp.asarray(batch.graph_mask), aux, cfg)
             return jnp.mean(jnp.where(batch.graph_mask, per, 0.0)), upd
         (value, upd), grads = jax.value_and_grad(loss, has_aux=True)(variables["params"])
         return value, grads, upd["batch_stats"]

@@ -136,7 +136,8 @@ def test_golden_g2gnn_outputs(path):
     logp = np.asarray(aux["view_log_probs"])[:, :b]
     _close(logp, g["outputs/logp"], "log-probabilities per view")
     _close(np.asarray(logits)[:b], g["outputs/mean_logp"], "mean log-probabilities")
-    per = graph_loss(logits, jnp.asarray(batch.labels), aux, cfg)
+    per = graph_loss(logits, jnp.asarray(batch.labels),
+                     jnp.asarray(batch.graph_mask), aux, cfg)
     loss = float(jnp.mean(per[:b]))
     _close(loss, g["outputs/loss"], "batch loss")
 

@@ -54,7 +54,7 @@ def test_composition_sets_the_sampler_and_the_weights_only():
     up = methods.get_method("gin-upsample")
     rw = methods.get_method("gin-reweight")
     assert (gin.sampler, up.sampler, rw.sampler) == (None, "upsample", None)
-    assert rw.class_weights is base.inverse_frequency_weights
+    assert rw.graph_loss is not None and gin.graph_loss is None
     assert up.create_models is gin.create_models and up.loss is gin.loss
     assert make_config("PROTEINS", method="gin-upsample").uses_upsampling
     assert not make_config("PROTEINS", method="gin-reweight").uses_upsampling
@@ -108,3 +108,22 @@ def test_every_method_trains_one_epoch(name):
     scores = jax.device_get(sweep.final_scores(state, prep.seed_data, prep.device_data))
     expected = {"test", "val"} | {e.name for e in methods.get_method(name).evaluations}
     assert expected <= set(scores)
+
+
+def test_gin_reweight_weighs_each_batch_class_equally_as_g2gnn_batch_reweight():
+    """Per-graph values whose batch mean is torch's nll_loss(weight=1/count per class)."""
+    from uniimb_jax.methods.gin import batch_balanced_loss
+
+    rng = np.random.default_rng(0)
+    logits = rng.normal(size=(7, 3)).astype(np.float32)
+    labels = np.array([0, 0, 0, 0, 1, 1, 0])  # the last row is padding
+    mask = np.arange(7) < 6
+    logp = logits - np.log(np.exp(logits).sum(1, keepdims=True))
+    nll = -logp[np.arange(7), labels]
+    w = np.array([1 / 4, 1 / 2, np.inf])[labels]  # class 2 absent: torch's 1/0, never used
+    expected = (w[:6] * nll[:6]).sum() / w[:6].sum()
+    per = np.asarray(batch_balanced_loss(logits, labels, mask, {}, None))
+    np.testing.assert_allclose(per[mask].mean(), expected, rtol=1e-5)
+    assert per[6] == 0
+    cfg = make_config("PROTEINS", method="gin-reweight", preset="g2gnn")
+    assert (cfg.weight_decay, cfg.batching) == (1e-4, "dataloader")

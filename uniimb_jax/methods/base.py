@@ -180,12 +180,13 @@ class Method:
         forward pass (BatchNorm statistics included) but not the loss, the predictions or the
         metrics. ``train_mask`` is ``None``, or ``[N] bool`` the seed's training graphs for an
         inductive evaluation (:attr:`Evaluation.inductive`), which may gather only those.
-      graph_loss: ``None``, or ``(logits [n, C], labels [n], aux, ModelConfig) -> [n]``: a
-        per-graph loss
-        that needs the model's ``aux`` (G2GNN: the NLL of each augmented view plus the
-        consistency between the views). When set it is both the training loss (its mean over
-        the real graphs, in place of :attr:`classification_loss`; class weights unused) and
-        the validation loss (in place of the cross-entropy of ``logits``).
+      graph_loss: ``None``, or ``(logits [n, C], labels [n], mask [n] bool, aux, ModelConfig)
+        -> [n]``: a per-graph loss that needs the model's ``aux`` or the batch (``mask``: its
+        scored graphs), e.g. G2GNN's views (the NLL of each plus their consistency) or G2GNN's
+        per-batch class weights. When set it is both the training loss (its mean over the real
+        graphs, in place of :attr:`classification_loss`; class weights unused) and the
+        validation loss (in place of the cross-entropy of ``logits``), so that a batch's
+        loss is its mean over the batch's graphs, as the published batch losses.
     """
 
     name: str

@@ -1,9 +1,9 @@
 """The GIN baselines of the paper's tables: a backbone, sum pooling and a classifier head
 (:class:`~uniimb_jax.models.classifier.GraphClassifier`) trained with cross-entropy, alone
-(``gin``), on the up-sampled split (``gin-upsample``) or with inverse-frequency class weights
-(``gin-reweight``). Each variant is the plain method composed with a sampler or a loss
-weighting (:func:`~uniimb_jax.methods.base.with_upsampling`,
-:func:`~uniimb_jax.methods.base.with_class_weights`).
+(``gin``), on the up-sampled split (``gin-upsample``: the plain method composed with the
+up-sampling sampler, :func:`~uniimb_jax.methods.base.with_upsampling`) or with each batch's
+classes weighted equally (``gin-reweight``: G2GNN's ``batch_reweight``, a per-graph loss
+:func:`batch_balanced_loss` in training and validation).
 
 Presets: ``g2gnn`` is G2GNN's code (CIKM 2022), where the paper's GIN rows come from
 (docs/presets.md): lr 0.01, batch 64, early-stopping window 100, the MLP head, PyTorch's
@@ -15,11 +15,13 @@ from __future__ import annotations
 
 import dataclasses
 
+import jax
+import jax.numpy as jnp
+
 from uniimb_jax.methods.base import (
     Method,
     Preset,
     apply_model_overrides,
-    with_class_weights,
     with_upsampling,
 )
 from uniimb_jax.models.classifier import GraphClassifier
@@ -82,8 +84,29 @@ def _configure(variant: str):
         if preset == "g2gnn":
             model = apply_model_overrides(model, {"classifier": "mlp", "init": "torch"})
             defaults.update(G2GNN_SETTINGS, weight_decay=g2gnn_weight_decay(variant, dataset))
+            # G2GNN's loaders (a short last batch, class-sorted evaluation lists), which its
+            # batch-weighted validation loss depends on. GIN + up-sampling keeps "packed",
+            # the batching of its cells measured first (docs/presets.md).
+            if variant != "gin-upsample":
+                defaults["batching"] = "dataloader"
         return model, defaults
     return configure
+
+
+def batch_balanced_loss(logits, labels, mask, aux, cfg) -> jax.Array:
+    """``[n]`` G2GNN's ``batch_reweight`` loss per graph: the NLL weighted by ``1 / (number of
+    graphs of its class in the batch)`` (``learn.py``: ``nll_loss(weight=...)``, recomputed
+    for every training and validation batch), as values whose mean over the batch's real
+    graphs (``mask``) is that weighted mean: ``n w_y ce / sum_j w_{y_j}``. ``aux``, ``cfg``
+    unused."""
+    c = logits.shape[-1]
+    safe = jnp.where(mask[:, None], logits, 0.0)
+    ce = -jnp.sum(jnp.where(labels[:, None] == jnp.arange(c), jax.nn.log_softmax(safe), 0.0),
+                  axis=-1)
+    counts = jnp.sum((labels[:, None] == jnp.arange(c)) & mask[:, None], axis=0)
+    w = jnp.where(mask, 1.0 / jnp.maximum(counts, 1)[jnp.clip(labels, 0, c - 1)], 0.0)
+    n = jnp.sum(mask)
+    return jnp.where(mask, n * w * ce / jnp.maximum(jnp.sum(w), 1e-12), 0.0)
 
 
 def _create_models(cfg: ModelConfig, num_classes: int) -> dict:
@@ -102,7 +125,10 @@ GIN_UPSAMPLE = dataclasses.replace(
     with_upsampling(GIN, "gin-upsample",
                     "GIN on the up-sampled split (the paper's GIN (up-sampling) row)"),
     configure=_configure("gin-upsample"))
+# The paper's GIN (re-weight) row is G2GNN's `batch_reweight` (../shared/docs/BASELINES.md):
+# class weights from each batch's own counts, in the training and the validation loss.
 GIN_REWEIGHT = dataclasses.replace(
-    with_class_weights(GIN, "gin-reweight", "GIN with a class-weighted loss, inverse class "
-                       "frequency (the paper's GIN (re-weight) row)"),
-    configure=_configure("gin-reweight"))
+    GIN, name="gin-reweight",
+    description="GIN with each batch's classes weighted equally (G2GNN's batch_reweight; "
+                "the paper's GIN (re-weight) row)",
+    configure=_configure("gin-reweight"), graph_loss=batch_balanced_loss)

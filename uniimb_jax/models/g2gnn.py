@@ -137,11 +137,12 @@ class G2GNNModel(nn.Module):
         return jnp.mean(stacked, axis=0), {"view_log_probs": stacked}
 
 
-def graph_loss(logits: jax.Array, labels: jax.Array, aux: dict, cfg: ModelConfig) -> jax.Array:
+def graph_loss(logits: jax.Array, labels: jax.Array, mask: jax.Array, aux: dict,
+               cfg: ModelConfig) -> jax.Array:
     """``[n]`` G2GNN's loss per graph (:attr:`~uniimb_jax.methods.Method.graph_loss`): the
     mean over views of the NLL plus :func:`consistency`; its mean over a batch's graphs is
-    the published batch loss (``learn.py``). ``logits`` is unused (the views are in
-    ``aux["view_log_probs"] [V, n, C]``)."""
+    the published batch loss (``learn.py``). ``logits`` and ``mask`` are unused (the views
+    are in ``aux["view_log_probs"] [V, n, C]``)."""
     lp = aux["view_log_probs"]
     picked = labels[None, :, None] == jnp.arange(lp.shape[-1])
     nll = -jnp.mean(jnp.sum(jnp.where(picked, lp, 0.0), axis=-1), axis=0)

@@ -153,11 +153,11 @@ class Engine:
         """``(nodes [], edges [])`` of the batch of ``indices [B]`` (:meth:`batch_graphs`)."""
         return device_batching.batch_totals(dd, self.batch_graphs(dd, indices))
 
-    def per_graph_loss(self, logits, labels, aux) -> jax.Array:
-        """``[n_graph]`` evaluation loss per slot: the method's
+    def per_graph_loss(self, logits, labels, mask, aux) -> jax.Array:
+        """``[n_graph]`` evaluation loss per slot (``mask``: the scored ones): the method's
         :attr:`~uniimb_jax.methods.Method.graph_loss`, else the cross-entropy."""
         if self.method.graph_loss is not None:
-            return self.method.graph_loss(logits, labels, aux, self.cfg.model)
+            return self.method.graph_loss(logits, labels, mask, aux, self.cfg.model)
         return optax.softmax_cross_entropy_with_integer_labels(logits, labels)
 
     def _batch(self, dd, indices):
@@ -220,7 +220,7 @@ class Engine:
                 mutable=["batch_stats"],
             )
             if self.method.graph_loss is not None:
-                per = self.method.graph_loss(logits, batch.labels, aux, mcfg)
+                per = self.method.graph_loss(logits, batch.labels, batch.graph_mask, aux, mcfg)
                 ce = metrics_lib.masked_mean(per, batch.graph_mask)
             else:
                 ce = self.method.classification_loss(
@@ -383,11 +383,11 @@ class Engine:
             loss_sum, count, cm = carry
             i, batch_idx, batch_scored = xs
             logits, labels, graph_mask, aux = forward(batch_idx, jax.random.fold_in(key, i))
-            ce = self.per_graph_loss(logits, labels, aux)
             # Slots past the B scored ones: the padding graph, and graphs a method's batch
             # gathers besides its own (batch_graphs).
             extra = jnp.zeros((graph_mask.shape[0] - b,), bool)
             mask = graph_mask & jnp.concatenate([batch_scored, extra])
+            ce = self.per_graph_loss(logits, labels, mask, aux)
             loss_sum = loss_sum + jnp.sum(jnp.where(mask, ce, 0.0))
             count = count + jnp.sum(mask)
             preds = jnp.argmax(logits, axis=-1)
