@@ -168,3 +168,26 @@ def test_u_dist_uniform_is_the_class_tables_cell(tmp_path, capsys):
     paired = next(l for l in text.splitlines()
                   if l.startswith("| PROTEINS | uniimb-reference-zipf |") and "n = 4" in l)
     assert f"{d.mean():+.2f} ± {np.std(d, ddof=1) / 2:.2f}" in paired, paired
+
+
+def test_g2gnn_cells_show_their_inductive_score_in_the_third_column(tmp_path):
+    rng = np.random.default_rng(2)
+    official = rng.normal(66, 3, 20)
+    shuffled, inductive = official - 1, official - 3
+    res = _results(list(official), "g2gnn", "remove-edge")
+    for r, s, i in zip(res["per_seed"], shuffled, inductive):
+        r["evaluations"] = {mode: {m: v for m in ("macro_f1", "micro_f1",
+                                                  "balanced_accuracy", "auroc")}
+                            for mode, v in (("official", r["macro_f1"]),
+                                            ("shuffled", float(s)), ("inductive", float(i)))}
+    from uniimb_jax.train.results import evaluation_summary
+
+    res["evaluations"] = evaluation_summary(res["per_seed"])
+    d = tmp_path / "class" / "PROTEINS" / "g2gnn-remove-edge"
+    d.mkdir(parents=True)
+    (d / "results.json").write_text(json.dumps(res))
+    text = report.write_report("class", tmp_path, tmp_path / "absent.json")
+    row = next(l for l in text.splitlines() if l.startswith("| PROTEINS | g2gnn-remove-edge |")
+               and "+3.00" in l)
+    assert f"{np.mean(inductive):.2f} ± {np.std(inductive):.2f}" in row
+    assert "+1.00 (p = " in row
