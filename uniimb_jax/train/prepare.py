@@ -169,7 +169,7 @@ def host_expander(cfg: TrainConfig, extras: dict) -> batching.Expand:
     import jax.numpy as jnp
 
     dev = {k: jnp.asarray(v) for k, v in extras.items()}
-    f = jax.jit(jax.vmap(lambda idx: method.batch_graphs(idx, dev)))
+    f = jax.jit(jax.vmap(lambda idx: method.batch_graphs(idx, dev, None)))
 
     def expand(idx: np.ndarray) -> np.ndarray:
         idx = np.asarray(idx, np.int32)
@@ -402,6 +402,9 @@ def prepare_run(
     # Real nodes per padded node of an average training batch.
     mean_nodes = float(np.mean([np.mean(ds.nodes_per_graph[_batched_lists(sp, cfg)[0]])
                                 for sp in splits]))
+    efficiency = mean_nodes * cfg.batch_size / n_node
+    if expand is not None and train_totals is not None:  # the batches' extra graphs count
+        efficiency = float(np.mean(train_totals[0])) / n_node
     return PreparedRun(
         cfg=cfg,
         dataset=ds,
@@ -410,6 +413,6 @@ def prepare_run(
         device_data=sharding_lib.place_replicated(
             device_batching.to_device_dataset(ds, feats, extras), mesh),
         seed_data=sharding_lib.place_seed_data(seed_data, mesh),
-        padding_efficiency=mean_nodes * cfg.batch_size / n_node,
+        padding_efficiency=efficiency,
         mesh=mesh,
     )
