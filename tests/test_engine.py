@@ -193,10 +193,17 @@ def test_reference_preset_trains():
     assert np.isfinite(res["summary"]["macro_f1"]["mean"])
 
 
-def test_reweight_weights_are_inverse_class_frequency():
-    prep = prepare_run(smoke_config(method="gin-reweight", runs=2))
-    from uniimb_jax.data.splits import make_split  # noqa: F401  (documented source of splits)
+def test_class_weights_composition_gives_inverse_class_frequency():
+    """``with_class_weights`` (default: inverse class frequency) weighs each seed's loss by
+    its own training list (gin-reweight is G2GNN's per-batch weighting instead)."""
+    from uniimb_jax import methods
 
+    m = methods.with_class_weights(methods.get_method("gin"), "gin-inverse-frequency", "test")
+    methods.register(m)
+    try:
+        prep = prepare_run(smoke_config(method=m.name, runs=2))
+    finally:
+        methods.unregister(m.name)
     for i, split in enumerate(prep.splits):
         counts = np.bincount(prep.dataset.graph_labels[split.train], minlength=2)
         want = len(split.train) / (2 * counts)

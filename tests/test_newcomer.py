@@ -38,7 +38,7 @@ def test_help_explains_choices_and_shows_defaults(capsys):
     with pytest.raises(SystemExit):
         cli.main(["train", "--help"])
     out = capsys.readouterr().out
-    for text in ("reference: the published code", "g2gnn", "class-weighted loss",
+    for text in ("reference: the published code", "g2gnn", "batch_reweight",
                  "(default: corrected)", "--backbone", "--budget", "--early-stop-window",
                  "--split-file", "--settings"):
         assert text in out, text
