@@ -109,18 +109,26 @@ def test_seed_groups_of_one_train_with_size_classes_like_the_vmap():
 
 
 @pytest.mark.slow
-def test_unbatched_seeds_take_an_oversize_budget_instead_of_dropping_graphs():
-    """A tight quantile budget: the vmapped sweep drops graphs of its oversized batches,
-    seeds run one at a time compute those batches at an oversize budget and drop none."""
+def _dropped_by_seed_grouping(**overrides) -> dict:
+    """``{seeds_per_group: dropped_graphs records}`` of two epochs under a tight quantile
+    budget (0: all seeds vmapped; 1: one at a time, with the oversize ladder)."""
     dropped = {}
     for group in (0, 1):
         prep = prepare_run(smoke_config(runs=2, epochs=2, epochs_per_call=2,
-                                        seeds_per_group=group, budget_quantile=0.3))
+                                        seeds_per_group=group, budget_quantile=0.3,
+                                        **overrides))
         assert prep.spec.oversize and prep.spec.oversize[0][0] > prep.spec.n_node
         sweep = Sweep(prep)
         state = sweep.init(prep.seed_data, prep.device_data)
         _, records = sweep.run_epochs(state, prep.seed_data, prep.device_data)
         dropped[group] = np.asarray(records["dropped_graphs"])
+    return dropped
+
+
+def test_unbatched_seeds_take_an_oversize_budget_instead_of_dropping_graphs():
+    """A tight quantile budget: the vmapped sweep drops graphs of its oversized batches,
+    seeds run one at a time compute those batches at an oversize budget and drop none."""
+    dropped = _dropped_by_seed_grouping()
     assert dropped[0].sum() > 0
     assert not dropped[1].any()
 
@@ -150,14 +158,6 @@ def test_oversize_budgets_are_the_sampled_maximum_then_the_worst_case():
 def test_g2gnn_batches_fit_their_neighbours_and_count_any_left_out():
     """G2GNN's budgets fit the batch with its kernel neighbours: unbatched seeds drop none;
     the vmapped sweep under a tight budget counts the neighbour graphs it leaves out too."""
-    dropped = {}
-    for group in (0, 1):
-        cfg = smoke_config(method="g2gnn", preset="remove-edge", runs=2, epochs=2,
-                           epochs_per_call=2, seeds_per_group=group, budget_quantile=0.3)
-        prep = prepare_run(cfg)
-        sweep = Sweep(prep)
-        state = sweep.init(prep.seed_data, prep.device_data)
-        _, records = sweep.run_epochs(state, prep.seed_data, prep.device_data)
-        dropped[group] = np.asarray(records["dropped_graphs"])
+    dropped = _dropped_by_seed_grouping(method="g2gnn", preset="remove-edge")
     assert dropped[0].sum() > 0
     assert not dropped[1].any()

@@ -140,7 +140,13 @@ class Engine:
         """The padded batch of ``indices [B]`` at budget ``(n_node, n_edge)``: the graphs
         of :meth:`batch_graphs`, only the first ``B`` slots scored (``graph_mask``), the
         method's dataset arrays attached (``batch.extras``)."""
-        full = self.batch_graphs(dd, indices, train_mask)
+        return self._gather_graphs(dd, indices, self.batch_graphs(dd, indices, train_mask),
+                                   n_node, n_edge)
+
+    def _gather_graphs(self, dd, indices: jax.Array, full: jax.Array, n_node: int,
+                       n_edge: int):
+        """:meth:`gather` of the batch of ``indices [B]`` whose graphs ``full [G]``
+        (:meth:`batch_graphs`) the caller already has."""
         batch = device_batching.gather_batch(dd, full, n_node, n_edge)
         if full.shape[0] != indices.shape[0]:
             own = jnp.arange(batch.n_graph) < indices.shape[0]
@@ -291,11 +297,12 @@ class Engine:
 
         def step_at(n_node, n_edge):
             def step(st, idx):
-                batch = self.gather(dd, idx, n_node, n_edge)
+                full = self.batch_graphs(dd, idx)
+                batch = self._gather_graphs(dd, idx, full, n_node, n_edge)
                 new_st, m = self.train_step(st, batch, data.class_weights)
                 # Graphs the batch asked for (its own and any a method gathers besides,
                 # e.g. G2GNN's neighbours) that the budget left out.
-                asked = jnp.sum(self.batch_graphs(dd, idx) >= 0)
+                asked = jnp.sum(full >= 0)
                 return new_st, m["loss"], asked - jnp.sum(batch.graph_index >= 0)
             return step
 
