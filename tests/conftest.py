@@ -91,3 +91,34 @@ def _private_cache(tmp_path_factory):
         os.environ.pop("UNIIMB_CACHE_DIR", None)
     else:
         os.environ["UNIIMB_CACHE_DIR"] = old
+
+
+def recorded_batch(nodes: dict, senders, receivers, ptr, labels, graph_index, num_scored: int,
+                   extras=None):
+    """Our padded batch of a batch recorded by a published code (the golden files): exactly
+    its graphs (``ptr [G+1]`` node offsets; edges ``senders -> receivers``), one padding node
+    and one padding graph, the first ``num_scored`` graphs scored."""
+    import jraph
+    import numpy as np
+
+    from uniimb_jax.data.batch import GraphBatch
+
+    n, e, g = int(ptr[-1]), len(senders), len(ptr) - 1
+    node_graph = np.repeat(np.arange(g), np.diff(ptr))
+    graphs = jraph.GraphsTuple(
+        nodes=nodes, edges=None, senders=np.asarray(senders, np.int32),
+        receivers=np.asarray(receivers, np.int32), globals=None,
+        n_node=np.diff(ptr).astype(np.int32),
+        n_edge=np.bincount(node_graph[receivers], minlength=g).astype(np.int32),
+    )
+    padded = jraph.pad_with_graphs(graphs, n + 1, e, g + 1)
+    return GraphBatch(
+        graphs=padded,
+        node_graph=np.repeat(np.arange(g + 1, dtype=np.int32), np.asarray(padded.n_node)),
+        labels=np.concatenate([labels, [0]]).astype(np.int32),
+        graph_mask=np.arange(g + 1) < num_scored,
+        node_mask=np.arange(n + 1) < n,
+        edge_mask=np.ones(e, bool),
+        graph_index=np.concatenate([graph_index, [-1]]).astype(np.int32),
+        extras=extras,
+    )

@@ -17,10 +17,9 @@ import os
 import pathlib
 
 import jax
-import jraph
 import numpy as np
 import pytest
-from conftest import missing_shared
+from conftest import missing_shared, recorded_batch
 
 from uniimb_jax.config import make_config
 from uniimb_jax.data.batch import NODE_FEATURES, NODE_RWPE, GraphBatch
@@ -52,24 +51,9 @@ def _recorded_batch(g) -> tuple[GraphBatch, int, int]:
     x = g["input/x_pre"] if pre else g["input/x"]
     row = g["input/adj_t_row_pre"] if pre else g["input/adj_t_row"]
     col = g["input/adj_t_col_pre"] if pre else g["input/adj_t_col"]
-    n, e, b = x.shape[0], row.shape[0], g["input/num_nodes"].shape[0]
-    ptr = g["input/ptr"]
-    n_edge = np.bincount(g["input/batch"][row], minlength=b)
-    graphs = jraph.GraphsTuple(
-        nodes={NODE_FEATURES: x.astype(np.float32), NODE_RWPE: g["input/pos_enc"].astype(np.float32)},
-        edges=None, senders=col.astype(np.int32), receivers=row.astype(np.int32), globals=None,
-        n_node=np.diff(ptr).astype(np.int32), n_edge=n_edge.astype(np.int32),
-    )
-    padded = jraph.pad_with_graphs(graphs, n + 1, e, b + 1)
-    batch = GraphBatch(
-        graphs=padded,
-        node_graph=np.repeat(np.arange(b + 1, dtype=np.int32), np.asarray(padded.n_node)),
-        labels=np.concatenate([g["input/y"], [0]]).astype(np.int32),
-        graph_mask=np.arange(b + 1) < b,
-        node_mask=np.arange(n + 1) < n,
-        edge_mask=np.ones(e, bool),
-        graph_index=np.concatenate([g["graph_indices"], [-1]]).astype(np.int32),
-    )
+    n, b = x.shape[0], g["input/num_nodes"].shape[0]
+    nodes = {NODE_FEATURES: x.astype(np.float32), NODE_RWPE: g["input/pos_enc"].astype(np.float32)}
+    batch = recorded_batch(nodes, col, row, g["input/ptr"], g["input/y"], g["graph_indices"], b)
     return batch, n, b
 
 

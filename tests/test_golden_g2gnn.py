@@ -18,10 +18,9 @@ import pathlib
 
 import jax
 import jax.numpy as jnp
-import jraph
 import numpy as np
 import pytest
-from conftest import missing_shared
+from conftest import missing_shared, recorded_batch
 
 from uniimb_jax.data.batch import NODE_FEATURES, GraphBatch
 from uniimb_jax.data.graph_kernel import kernel_neighbours, shortest_path_kernel
@@ -71,26 +70,10 @@ def _recorded(g) -> tuple[GraphBatch, list, int]:
     x = g["batch/x_collated_then_masked"].astype(np.float32)
     row, col = g["batch/edge_index"]
     ptr = g["batch/ptr"]
-    n, e, gcount = x.shape[0], row.shape[0], ptr.shape[0] - 1
+    n, e = x.shape[0], row.shape[0]
     b = int(g["batch/num_batch_graphs"])
-    node_graph = np.repeat(np.arange(gcount), np.diff(ptr))
-    graphs = jraph.GraphsTuple(
-        nodes={NODE_FEATURES: x}, edges=None,
-        senders=col.astype(np.int32), receivers=row.astype(np.int32), globals=None,
-        n_node=np.diff(ptr).astype(np.int32),
-        n_edge=np.bincount(node_graph[row], minlength=gcount).astype(np.int32),
-    )
-    padded = jraph.pad_with_graphs(graphs, n + 1, e, gcount + 1)
-    batch = GraphBatch(
-        graphs=padded,
-        node_graph=np.repeat(np.arange(gcount + 1, dtype=np.int32), np.asarray(padded.n_node)),
-        labels=np.concatenate([g["batch/y"], [0]]).astype(np.int32),
-        graph_mask=np.arange(gcount + 1) < b,
-        node_mask=np.arange(n + 1) < n,
-        edge_mask=np.ones(e, bool),
-        graph_index=np.concatenate([g["batch/graph_ids"], [-1]]).astype(np.int32),
-        extras={NEIGHBOURS: g["kernel_idx"].astype(np.int32)},
-    )
+    batch = recorded_batch({NODE_FEATURES: x}, col, row, ptr, g["batch/y"], g["batch/graph_ids"],
+                           b, extras={NEIGHBOURS: g["kernel_idx"].astype(np.int32)})
     pairs = {(int(r), int(c)): i for i, (r, c) in enumerate(zip(row, col))}
     views = []
     for v in range(2):
