@@ -29,6 +29,9 @@ if [ "$QUEUE" = baselines ]; then
   run --table class --datasets PROTEINS --variants g2gnn-remove-edge g2gnn-mask-node gin-g2gnn gin-reweight-g2gnn
   # B2. IMDB-MULTI, class imbalance
   run --table class --datasets IMDB-MULTI --variants g2gnn-remove-edge g2gnn-mask-node gin-g2gnn gin-reweight-g2gnn
+  # B3. ImbGNN (parse.py's defaults), class then topology imbalance
+  run --table class --datasets PROTEINS IMDB-MULTI --variants imbgnn
+  run --table topology --datasets PROTEINS IMDB-MULTI --variants imbgnn
   exit 0
 fi
 # 1. PROTEINS, class imbalance

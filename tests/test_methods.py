@@ -46,7 +46,7 @@ def test_every_preset_configures_and_builds_its_models(name):
         for ev in method.evaluations:
             assert ev.model in models and ev.order in ("test", "test_shuffled")
         # the state is a pytree the step can carry
-        jax.tree.leaves(method.init_state(cfg.model))
+        jax.tree.leaves(method.init_state(cfg.model, jax.random.key(0)))
 
 
 def test_composition_sets_the_sampler_and_the_weights_only():

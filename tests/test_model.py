@@ -482,7 +482,7 @@ def test_vmap_over_seeds(name):
 
     def init_one(key, batch):
         k = jax.random.split(key, 4)
-        proto = method.init_state(cfg)
+        proto = method.init_state(cfg, key)
         r = {"params": k[0], "dropout": k[1], "perturb": k[2], "mixup": k[3]}
         return model.init(r, batch, proto, train=False), proto
 

@@ -25,13 +25,48 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import numpy as np
 
 __all__ = ["batch_with_neighbours", "propagation_operator", "batch_with_training_neighbours",
-           "grouped_operator", "NEIGHBOURS", "KERNEL"]
+           "grouped_operator", "size_pruned_neighbours", "NEIGHBOURS", "EDGE_NEIGHBOURS",
+           "KERNEL"]
 
 # Key of the ``[N, m] int32`` kernel-neighbour table in DeviceDataset.extras / batch.extras
 # (``-1`` = no neighbour in that column: ImbGNN keeps fewer for large graphs).
 NEIGHBOURS = "kernel_neighbours"
+# Key of an optional ``[N, m] int32`` table that the operator's edges come from instead of
+# NEIGHBOURS (ImbGNN: the batch gathers every neighbour, but a large graph is linked to one
+# fewer; :func:`size_pruned_neighbours`).
+EDGE_NEIGHBOURS = "kernel_neighbour_edges"
+
+
+def size_pruned_neighbours(neighbours: np.ndarray, sizes: np.ndarray,
+                           size_ratio: float) -> np.ndarray:
+    """ImbGNN's graph-of-graphs edges (``utils.py::construct_knn`` with ``jug``): each graph
+    at or above the median-like size threshold links to one kernel neighbour fewer.
+
+    The threshold is ``sorted(sizes)[int(size_ratio * N)]`` (``main.py``: ``args.mid``); a
+    graph with ``sizes >= threshold`` drops its last (least similar) neighbour. As published,
+    the dataset's last graph keeps one neighbour where it would keep none (only possible
+    with one neighbour per graph).
+
+    Args:
+      neighbours: ``[N, m] int32`` the kernel-neighbour table (``m >= 1``).
+      sizes: ``[N]`` node counts.
+      size_ratio: ``q`` in ``[0, 1)``.
+
+    Returns:
+      ``[N, m] int32``: ``neighbours`` with ``-1`` in each dropped column.
+    """
+    n, m = neighbours.shape
+    threshold = np.sort(sizes)[int(size_ratio * n)]
+    keep = np.full(n, m, np.int64)
+    large = sizes >= threshold
+    keep[large] = max(m - 1, 0)
+    if keep[n - 1] == 0:
+        keep[n - 1] = 1
+    cols = np.arange(m)[None, :]
+    return np.where(cols < keep[:, None], neighbours, -1).astype(np.int32)
 
 
 def batch_with_neighbours(indices: jax.Array, neighbours: jax.Array) -> jax.Array:
@@ -67,7 +102,8 @@ def propagation_operator(graph_index: jax.Array, neighbours: jax.Array) -> jax.A
     Args:
       graph_index: ``[G] int32`` graph id of every slot (``-1``: empty or padding slot,
         which gets a zero row and column).
-      neighbours: ``[N, m] int32`` the kernel-neighbour table.
+      neighbours: ``[N, m] int32`` the neighbour table the edges come from (``-1`` = no
+        edge in that column; ImbGNN's :func:`size_pruned_neighbours`).
     """
     valid = graph_index >= 0
     g = jnp.where(valid, graph_index, -1)

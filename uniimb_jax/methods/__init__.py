@@ -31,6 +31,7 @@ from uniimb_jax.methods.base import (
     with_upsampling,
 )
 from uniimb_jax.methods.g2gnn import G2GNN
+from uniimb_jax.methods.imbgnn import IMBGNN
 from uniimb_jax.methods.gin import GIN, GIN_REWEIGHT, GIN_UPSAMPLE
 from uniimb_jax.methods.uniimb import UNIIMB
 
@@ -120,7 +121,7 @@ def load_plugins() -> list[str]:
     return loaded
 
 
-for _m in (UNIIMB, GIN, GIN_UPSAMPLE, GIN_REWEIGHT, G2GNN):
+for _m in (UNIIMB, GIN, GIN_UPSAMPLE, GIN_REWEIGHT, G2GNN, IMBGNN):
     register(_m)
 
 __all__ = [

@@ -120,7 +120,7 @@ def _cross_entropy(logits, labels, mask, class_weights):
     return softmax_cross_entropy(logits, labels, mask, class_weights)
 
 
-def _no_state(model_cfg):
+def _no_state(model_cfg, key):
     return ()
 
 
@@ -157,7 +157,9 @@ class Method:
       create_models: ``(ModelConfig, num_classes) -> {name: flax module}``; ``"default"``
         trains and predicts, the others serve :attr:`evaluations`. Every module shares the
         default one's parameters.
-      init_state: ``ModelConfig -> pytree``: the method's own state (no gradient).
+      init_state: ``(ModelConfig, key) -> pytree``: the method's own state (no gradient) at
+        the start of a seed; ``key`` is that seed's own (a choice drawn once per run, e.g.
+        ImbGNN's per-graph augmentation flags, is drawn from it or kept as it).
       classification_loss: ``(logits [n, C], labels [n] int, mask [n] bool, class_weights
         [C]) -> []``: the mean loss over the real rows (``mask``; padding rows may hold NaN
         logits); default the class-weighted cross-entropy
@@ -194,7 +196,7 @@ class Method:
     presets: tuple[Preset, ...]
     configure: Callable[..., tuple[Any, dict]]
     create_models: Callable[[Any, int], Mapping[str, Any]]
-    init_state: Callable[[Any], Any] = _no_state
+    init_state: Callable[[Any, jax.Array], Any] = _no_state
     classification_loss: Callable[..., jax.Array] = _cross_entropy
     loss: Callable[..., jax.Array] = _plain_loss
     after_step: Callable[..., Any] = _identity_step

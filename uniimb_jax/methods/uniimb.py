@@ -71,6 +71,11 @@ def loss(ce, aux, cfg: ModelConfig):
     return ce
 
 
+def init_state(cfg: ModelConfig, key) -> balancing.PrototypeState:
+    """The prototype state of a new seed (nothing random: ``key`` unused)."""
+    return balancing.init_prototype_state(cfg)
+
+
 UNIIMB = Method(
     name="uniimb",
     description="UniImb: dynamic balanced prototypes on a GIN backbone, up-sampled training "
@@ -78,7 +83,7 @@ UNIIMB = Method(
     presets=PRESETS,
     configure=configure,
     create_models=create_models,
-    init_state=balancing.init_prototype_state,
+    init_state=init_state,
     loss=loss,
     after_step=balancing.update_prototype_state_step,
     after_epoch=balancing.update_prototype_state_epoch,

@@ -33,7 +33,7 @@ from typing import Any, Optional
 
 from uniimb_jax.errors import ConfigError, check_choice
 
-METHODS = ("uniimb", "gin", "g2gnn")
+METHODS = ("uniimb", "gin", "g2gnn", "imbgnn")
 BACKBONES = ("gin", "gcn", "sage")
 PERTURBATIONS = ("off", "reference", "corrected")
 U_DISTRIBUTIONS = ("uniform", "zipf", "exponential", "poisson")
@@ -88,6 +88,13 @@ class ModelConfig:
         and shared by every view (``mask_node_ratio``; docs/methods/g2gnn.md).
       consistency_temperature: sharpening temperature of the views' consistency term
         (``temp``).
+      size_ratio: ImbGNN's ``--size_ratio`` ``q``: graphs with at least as many nodes as the
+        graph at position ``int(q N)`` of the sorted sizes keep one kernel neighbour fewer in
+        the graph-of-graphs (``construct_knn``); ``None``: every graph keeps ``k - 1``
+        (G2GNN). docs/methods/imbgnn.md.
+      aug_ratio: ImbGNN's ``--aug_ratio`` ``a``: each run picks once per graph whether view
+        edge removal may touch it, with a probability from the graph's average degree
+        (``a = 0.5``: 1/2 for every graph); ``None``: every graph (G2GNN).
       init: parameter initialisation, ``"flax"`` (flax's defaults: lecun-normal kernels,
         zero biases) or ``"torch"`` (PyTorch's: every Dense kernel and bias
         ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``; :mod:`uniimb_jax.models.torch_init`).
@@ -122,6 +129,8 @@ class ModelConfig:
     edge_drop: float = 0.0
     node_mask: float = 0.0
     consistency_temperature: float = 0.5
+    size_ratio: Optional[float] = None
+    aug_ratio: Optional[float] = None
 
     @property
     def lap_feature_width(self) -> int:
@@ -170,6 +179,11 @@ class ModelConfig:
         if not _is_real(self.consistency_temperature) or self.consistency_temperature <= 0:
             raise ConfigError(f"consistency_temperature={self.consistency_temperature!r} is "
                               "out of range; expected > 0")
+        for name in ("size_ratio", "aug_ratio"):
+            value = getattr(self, name)
+            if value is not None and not (_is_real(value) and 0.0 <= value < 1.0):
+                raise ConfigError(f"{name}={value!r} is out of range; expected None or "
+                                  "0 <= value < 1")
         _real_in("dropout", self.dropout, 0.0, 1.0)
         _real_in("proto_ema_decay", self.proto_ema_decay, 0.0, 1.0)
         if not _is_real(self.bias_rate) or self.bias_rate < 0:

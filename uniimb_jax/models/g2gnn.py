@@ -13,7 +13,9 @@ batch's graph ids and the kernel-neighbour table in ``batch.extras``
 training and in evaluation, as G2GNN's loaders augment every batch.
 
 * Edge removal: every directed edge of a view is kept with probability ``1 - edge_drop``
-  (PyG's ``dropout_adj``), independently per view.
+  (PyG's ``dropout_adj``), independently per view. ImbGNN (``batch.extras`` holds
+  :data:`EDGE_AUG_PROB`): only edges of the graphs its run picked (:func:`edge_aug_graphs`,
+  from ``method_state["aug_key"]``) may be dropped.
 * Node masking: ``floor(n * node_mask)`` of the batch's ``n`` real nodes drawn without
   replacement, once per view; G2GNN zeroes them **in place** on the shared feature tensor,
   so every view sees the union of all draws (docs/methods/g2gnn.md).
@@ -30,11 +32,28 @@ import jax
 import jax.numpy as jnp
 
 from uniimb_jax.data.batch import GraphBatch
-from uniimb_jax.data.graph_of_graphs import NEIGHBOURS, grouped_operator, propagation_operator
+from uniimb_jax.data.graph_of_graphs import (
+    EDGE_NEIGHBOURS,
+    NEIGHBOURS,
+    grouped_operator,
+    propagation_operator,
+)
 from uniimb_jax.models.config import ModelConfig
 from uniimb_jax.models.model import encode_graphs, make_encoder
 
-__all__ = ["G2GNNModel", "graph_loss", "node_mask_draw", "consistency"]
+__all__ = ["G2GNNModel", "graph_loss", "node_mask_draw", "consistency", "edge_aug_graphs",
+           "EDGE_AUG_PROB"]
+
+# Key of ImbGNN's ``[N] float32`` per-graph probability that a run lets view edge removal
+# touch the graph (DeviceDataset.extras / batch.extras); absent: every graph (G2GNN).
+EDGE_AUG_PROB = "edge_aug_prob"
+
+
+def edge_aug_graphs(key: jax.Array, prob: jax.Array) -> jax.Array:
+    """``[N] bool`` the graphs whose edges a run's views may drop: ``U(0, 1) <= prob``
+    per graph (ImbGNN ``main.py``: ``torch.rand(N) <= p_edge``, once per run; a NaN
+    probability never holds)."""
+    return jax.random.uniform(key, prob.shape) <= prob
 
 
 def node_mask_draw(key: jax.Array, node_mask: jax.Array, ratio: float) -> jax.Array:
@@ -103,18 +122,20 @@ class G2GNNModel(nn.Module):
                     masked = masked | node_mask_draw(k, batch.node_mask, cfg.node_mask)
             node_keep = (batch.node_mask & ~masked).astype(jnp.float32)
             views = []
+            protected = self._protected_edges(batch, method_state)
             for k in jax.random.split(k_edges, cfg.views):
                 if shared:
                     views.append((edge_real, node_keep))
                     continue
                 keep = jax.random.bernoulli(k, 1.0 - cfg.edge_drop, batch.edge_mask.shape)
-                views.append((edge_real * keep, node_keep))
+                views.append((edge_real * (keep | protected), node_keep))
         if self.inductive:
             op = grouped_operator(batch.graph_index, cfg.kernel_neighbours - 1)
         elif batch.extras is None or NEIGHBOURS not in batch.extras:
             raise ValueError(f"G2GNN needs batch.extras[{NEIGHBOURS!r}] (the kernel neighbours)")
         else:
-            op = propagation_operator(batch.graph_index, batch.extras[NEIGHBOURS])
+            table = batch.extras.get(EDGE_NEIGHBOURS, batch.extras[NEIGHBOURS])
+            op = propagation_operator(batch.graph_index, table)
         encoder = make_encoder(cfg, calls_per_step=len(views) if shared else 1)
         hidden = nn.Dense(cfg.hidden, name="classifier_hidden")
         out = nn.Dense(self.num_classes, name="classifier")
@@ -135,6 +156,20 @@ class G2GNNModel(nn.Module):
             log_probs.append(jax.nn.log_softmax(out(z).astype(jnp.float32), axis=-1))
         stacked = jnp.stack(log_probs)
         return jnp.mean(stacked, axis=0), {"view_log_probs": stacked}
+
+    @staticmethod
+    def _protected_edges(batch: GraphBatch, method_state) -> jax.Array:
+        """``[n_edge] bool`` edges no view may drop: none for G2GNN; for ImbGNN those of the
+        graphs its run did not pick (:func:`edge_aug_graphs`)."""
+        if batch.extras is None or EDGE_AUG_PROB not in batch.extras:
+            return jnp.zeros(batch.edge_mask.shape, bool)
+        if not isinstance(method_state, dict) or "aug_key" not in method_state:
+            raise ValueError(f"batch.extras[{EDGE_AUG_PROB!r}] needs the run's "
+                             "method_state['aug_key'] (ImbGNN's init_state)")
+        picked = edge_aug_graphs(jax.random.wrap_key_data(method_state["aug_key"]),
+                                 batch.extras[EDGE_AUG_PROB])
+        graph = batch.graph_index[batch.node_graph[batch.graphs.senders]]
+        return ~(picked[jnp.maximum(graph, 0)] & (graph >= 0))
 
 
 def graph_loss(logits: jax.Array, labels: jax.Array, mask: jax.Array, aux: dict,

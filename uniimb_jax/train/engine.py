@@ -34,7 +34,8 @@ from uniimb_jax.models.torch_init import torch_default_init
 from uniimb_jax.train.optim import frozen_parameters, make_optimizer
 from uniimb_jax.train.state import SeedData, TrainState
 
-_SHUFFLE, _STEP, _EVAL = 0, 1, 2
+# Streams folded into a seed's root key (3: parameter initialisation).
+_SHUFFLE, _STEP, _EVAL, _METHOD_STATE = 0, 1, 2, 4
 
 
 class EvalResult(NamedTuple):
@@ -182,7 +183,7 @@ class Engine:
         init_key = jax.random.fold_in(root, 3)
         k_params, k_rest = jax.random.split(init_key)
         rngs = {"params": k_params, **self._rngs(k_rest)}
-        proto = self.method.init_state(self.cfg.model)
+        proto = self.method.init_state(self.cfg.model, jax.random.fold_in(root, _METHOD_STATE))
         variables = self.model.init(rngs, batch, proto, train=False)
         params = variables["params"]
         if self.cfg.model.init == "torch":

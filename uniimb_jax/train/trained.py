@@ -166,7 +166,8 @@ def load_run(workdir: Union[str, pathlib.Path]) -> TrainedRun:
             f"{folder} holds no seed-<S>.npz: the run has not finished (rerun the same "
             "`uniimb train` command to finish it and write them)"
         )
-    template = get_method(cfg.method).init_state(cfg.model)
+    # Only the structure matters: the saved state replaces it.
+    template = get_method(cfg.method).init_state(cfg.model, jax.random.key(0))
     variables, protos, num_classes = {}, {}, 0
     for path in files:
         seed = int(path.stem.split("-")[1])
