@@ -17,6 +17,12 @@ import tempfile
 # The suite runs in two pytest-xdist workers (pyproject.toml): on a GPU machine each would
 # otherwise reserve 75% of the GPU's memory at its first JAX call and the second would fail.
 os.environ.setdefault("XLA_PYTHON_CLIENT_PREALLOCATE", "false")
+# matplotlib writes its font cache under $MPLCONFIGDIR (default ~/.config/matplotlib or
+# ~/.cache): the suite keeps it in a temporary folder (inherited by subprocesses), never in
+# the user's home.
+_MPL_ROOT = tempfile.mkdtemp(prefix="uniimb-test-mpl-")
+atexit.register(shutil.rmtree, _MPL_ROOT, ignore_errors=True)
+os.environ["MPLCONFIGDIR"] = _MPL_ROOT
 
 import jax  # noqa: E402
 import pytest  # noqa: E402

@@ -123,10 +123,21 @@ def test_selected_models_predict_what_the_run_scored(tmp_path, capsys):
     out = tmp_path / "p.csv"
     assert cli.main(["predict", "--workdir", str(tmp_path), "--dataset", "SYNTHETIC",
                      "--seed", str(cfg.seeds[0]), "--out", str(out)]) == 0
-    rows = out.read_text().splitlines()
-    assert rows[0] == "graph,seed,p_class_0,p_class_1" and len(rows) == ds.num_graphs + 1
-    first = [float(v) for v in rows[1].split(",")[2:]]
-    np.testing.assert_allclose(first, probs[0, 0], atol=1e-6)
+    rows = [r.split(",") for r in out.read_text().splitlines()]
+    assert rows[0] == ["graph", "seed", "split", "label", "class", "predicted_class",
+                       "predicted_label", "p_class_0", "p_class_1"]
+    assert len(rows) == ds.num_graphs + 1
+    np.testing.assert_allclose([float(v) for v in rows[1][7:]], probs[0, 0], atol=1e-6)
+    split = draw_splits(ds, cfg)[0]
+    for g, row in enumerate(rows[1:]):
+        assert int(row[0]) == g and int(row[1]) == cfg.seeds[0]
+        expected = ("train" if g in split.train else "val" if g in split.val
+                    else "test" if g in split.test else "unused")
+        assert row[2] == expected
+        assert int(row[3]) == ds.label_values[ds.graph_labels[g]]
+        assert int(row[4]) == ds.graph_labels[g]
+        assert int(row[5]) == probs[0, g].argmax()
+        assert int(row[6]) == ds.label_values[probs[0, g].argmax()]
 
 
 def test_predict_refuses_an_unfinished_run(tmp_path, capsys):

@@ -457,6 +457,24 @@ def test_split_file_round_trip(tmp_path):
     assert load_split_file(path).is_head is None  # without the dataset
 
 
+def test_a_plain_train_val_test_file_is_a_split_file(tmp_path):
+    ds = with_counts([300, 300], name="TINY")
+    split = make_split(ds, "class", "extreme", 0)
+    path = _write(tmp_path / "plain.json", train=split.train.tolist(),
+                  val=split.val.tolist(), test=split.test.tolist())
+    loaded = load_split_file(path, ds)
+    for name in PARTS:
+        np.testing.assert_array_equal(loaded.part(name), split.part(name))
+    boundary, _ = topology_boundary(ds)
+    assert loaded.boundary_size == boundary and loaded.degree == "file"
+    np.testing.assert_array_equal(loaded.is_head, ds.nodes_per_graph > boundary)
+    # The `uniimb data split --json` output: index lists under "indices".
+    nested = _write(tmp_path / "nested.json", dataset="TINY", indices={
+        "train": split.train.tolist(), "val": split.val.tolist(), "test": split.test.tolist(),
+        "train_upsampled": split.train_upsampled.tolist()})
+    np.testing.assert_array_equal(load_split_file(nested, ds).test, split.test)
+
+
 GOOD = dict(
     dataset="TINY", mode="high", num_graphs=6, boundary_size=3, train=[0, 1], val=[2], test=[3, 4, 5]
 )

@@ -76,12 +76,36 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
         return super()._get_help_string(action)
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from uniimb_jax import __version__
+def version_text() -> str:
+    """``uniimb --version``: what a bug report needs, without starting a JAX backend."""
+    from importlib import metadata
 
+    from uniimb_jax import __version__
+    from uniimb_jax.train.results import git_commit
+
+    lines = [f"uniimb-jax {__version__}"]
+    for name in ("jax", "jaxlib", "flax", "optax", "jraph"):
+        try:
+            lines.append(f"{name} {metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            lines.append(f"{name} not installed")
+    commit = git_commit()
+    lines.append(f"git commit {commit}" if commit else "git commit: not run from a git checkout")
+    return "\n".join(lines)
+
+
+class _VersionAction(argparse.Action):
+    def __call__(self, parser, namespace, values, option_string=None):
+        print(version_text())
+        parser.exit()
+
+
+def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="uniimb", description=DESCRIPTION,
                                      formatter_class=_Formatter)
-    parser.add_argument("--version", action="version", version=f"uniimb-jax {__version__}")
+    parser.add_argument("--version", action=_VersionAction, nargs=0,
+                        help="the versions of uniimb-jax, JAX, jaxlib, flax and optax, and "
+                             "the git commit of this checkout")
     sub = parser.add_subparsers(dest="command", required=True)
 
     t = sub.add_parser("train", help="train UniImb or a baseline over many seeds",
@@ -119,8 +143,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="bit-for-bit repeatable GPU runs (XLA's deterministic kernels; slower on "
                         "a GPU, no effect on a CPU)")
     t.add_argument("--split-file", default=None, metavar="PATH",
-                   help="one split for every seed from this JSON file (train/val/test index lists, "
-                        "the format of the reference topology splits)")
+                   help="one split for every seed from this JSON file: train/val/test index "
+                        "lists (0-based), as `uniimb data split --out FILE` writes; optional "
+                        "dataset, num_graphs, mode, boundary_size (the reference topology "
+                        "splits' fields)")
     t.add_argument("--settings", default=None, metavar="K=..,K1=..,K2=..,batch=..,pos_enc=..,lappe=0|1,perturb=0|1",
                    help="per-dataset settings for a dataset the preset table lacks")
     t.add_argument("--lr", type=float, default=None, help="learning rate (default 1e-3)")
@@ -131,6 +157,9 @@ def build_parser() -> argparse.ArgumentParser:
                         "(default: 1 on a CPU, the fastest there; all at once on a GPU/TPU)")
     t.add_argument("--workdir", default=None, help="output directory (default runs/<dataset>-<imbalance>-<degree>-<method>-<preset>-<runs>seeds-<epochs>ep)")
     t.add_argument("--no-progress", action="store_true", help="no progress bar")
+    t.add_argument("--verbose", action="store_true",
+                   help="also say which XLA flags were set and where compiled programs are "
+                        "cached")
     t.add_argument("--devices", default=None, metavar="N|all",
                    help="shard the seeds over N devices or all of them (default: on a CPU, its "
                         "cores, as many as divide --runs, the fastest there; 1 GPU/TPU; all when "
@@ -188,6 +217,10 @@ def build_parser() -> argparse.ArgumentParser:
     sp.add_argument("--seed", type=int, default=0)
     sp.add_argument("--protocol", default="reference", choices=config_lib.SPLIT_PROTOCOLS)
     sp.add_argument("--json", action="store_true", help="print the split with its indices as JSON")
+    sp.add_argument("--out", default=None, metavar="FILE",
+                    help="also write the split as a split file (train/val/test index lists, "
+                         "with dataset, num_graphs and, for topology, mode and boundary_size) "
+                         "that `uniimb train --split-file FILE` reads")
     _add_data_args(sp)
     return parser
 
@@ -220,13 +253,13 @@ def cmd_train(args) -> int:
 
     # Before anything touches a JAX backend: XLA reads XLA_FLAGS when the first one starts.
     added = configure_xla(deterministic=args.deterministic)
-    if added:
+    if added and args.verbose:
         print(f"uniimb train: XLA flags {' '.join(added)} (docstring of uniimb_jax/xla_setup.py)")
     # Before anything touches a JAX backend (jax.distributed.initialize requires it).
     initialize_distributed(args.distributed, num_processes=args.num_processes,
                            process_id=args.process_id)
     cached = _compile_cache(args)
-    if cached is not None:
+    if cached is not None and args.verbose:
         print(f"uniimb train: compiled programs cached in {cached} (a rerun or resume loads "
               "them; UNIIMB_NO_COMPILE_CACHE=1 turns this off)")
     from uniimb_jax.train.run import train
@@ -266,6 +299,8 @@ def cmd_train(args) -> int:
     )
     # The seeds and the epoch budget are in the name: changing either starts a new run
     # instead of stopping on a configuration mismatch.
+    # Checked before the job line, so that a bad value prints only its error.
+    config_lib.validate_config(cfg)
     workdir = args.workdir or (f"runs/{cfg.dataset}-{cfg.imbalance}-{cfg.degree}-{cfg.method}-"
                                f"{cfg.preset}-{cfg.runs}seeds-{cfg.epochs}ep")
     print(f"uniimb train: {cfg.dataset} {cfg.imbalance}/{cfg.degree} {cfg.method} ({cfg.preset} preset), "
@@ -291,7 +326,8 @@ def cmd_evaluate(args) -> int:
         print(json.dumps({"epoch": result["epoch"], "per_seed": result["per_seed"],
                           "evaluations": result["evaluations"]}, indent=2))
     else:
-        print(f"{args.workdir}: checkpoint at epoch {result['epoch']}, test set")
+        print(f"{args.workdir}: each seed's selected model (lowest validation loss; training "
+              f"ran to epoch {result['epoch']}), test set")
         print(evaluation_table(result, args.order))
     return 0
 
@@ -318,14 +354,11 @@ def cmd_predict(args) -> int:
                               download=not args.offline)
     else:
         graphs = _load(args.dataset, args)
+    own = args.graphs is None and args.dataset.upper() == run.cfg.dataset.upper()
     seeds = [args.seed] if args.seed is not None else run.seeds
     probs = run.predict(graphs, seed=args.seed)
     probs = probs[None] if args.seed is not None else probs
-    header = "graph,seed," + ",".join(f"p_class_{c}" for c in range(run.num_classes))
-    lines = [header] + [
-        f"{g},{s}," + ",".join(f"{p:.6f}" for p in probs[j, g])
-        for j, s in enumerate(seeds) for g in range(graphs.num_graphs)
-    ]
+    lines = prediction_rows(run, graphs, seeds, probs, own)
     text = "\n".join(lines) + "\n"
     if args.out:
         with open(args.out, "w") as fh:
@@ -334,6 +367,42 @@ def cmd_predict(args) -> int:
     else:
         sys.stdout.write(text)
     return 0
+
+
+def prediction_rows(run, graphs, seeds, probs, own: bool) -> list[str]:
+    """CSV lines of ``uniimb predict``: a header, then one row per (seed, graph).
+
+    Columns: ``graph`` (index in the file), ``seed``, ``split`` (``train``, ``val``, ``test``
+    or ``unused`` in that seed's split of the run's own dataset; ``external`` for other
+    graphs), ``label`` (the graph's label as written in the file) and ``class`` (its class
+    index there), ``predicted_class``, ``predicted_label`` (the original label of the
+    predicted class: only for the run's own dataset, whose labels the classes were made
+    from), ``p_class_<c>`` for every class ``c`` of the run.
+    """
+    import numpy as np
+
+    splits = {}
+    if own:
+        from uniimb_jax.train.prepare import draw_splits
+
+        for s, split in zip(run.cfg.seeds, draw_splits(graphs, run.cfg)):
+            names = np.full(graphs.num_graphs, "unused", dtype=object)
+            names[split.train] = "train"
+            names[split.val] = "val"
+            names[split.test] = "test"
+            splits[s] = names
+    values = graphs.label_values[graphs.graph_labels]
+    header = ("graph,seed,split,label,class,predicted_class,predicted_label,"
+              + ",".join(f"p_class_{c}" for c in range(run.num_classes)))
+    lines = [header]
+    for j, s in enumerate(seeds):
+        pred = probs[j].argmax(axis=-1)
+        for g in range(graphs.num_graphs):
+            split = splits[s][g] if own else "external"
+            predicted = str(graphs.label_values[pred[g]]) if own else ""
+            lines.append(f"{g},{s},{split},{values[g]},{graphs.graph_labels[g]},{pred[g]},"
+                         f"{predicted}," + ",".join(f"{p:.6f}" for p in probs[j, g]))
+    return lines
 
 
 def cmd_report(args) -> int:
@@ -386,6 +455,20 @@ def cmd_data_split(args) -> int:
     degree = args.degree or _default_degree(args.imbalance)
     split = make_split(ds, args.imbalance, degree, args.seed, protocol=args.protocol)
     summary = split_summary(ds, split)
+    if args.out:
+        import pathlib
+
+        record = {"dataset": ds.name, "num_graphs": ds.num_graphs,
+                  "imbalance": args.imbalance, "degree": degree, "seed": args.seed,
+                  "protocol": args.protocol}
+        if args.imbalance == "topology":
+            record.update(mode=degree, boundary_size=int(split.boundary_size))
+        record.update(train=split.train.tolist(), val=split.val.tolist(),
+                      test=split.test.tolist())
+        try:
+            pathlib.Path(args.out).write_text(json.dumps(record) + "\n")
+        except OSError as err:
+            raise UniImbError(f"cannot write the split file {args.out}: {err}") from None
     if args.json:
         summary = dict(summary)
         summary["indices"] = {
@@ -396,6 +479,9 @@ def cmd_data_split(args) -> int:
     else:
         for key, value in summary.items():
             print(f"{key:>28}: {value}")
+    if args.out:
+        print(f"split file -> {args.out} (uniimb train --split-file {args.out})",
+              file=sys.stderr if args.json else sys.stdout)
     return 0
 
 

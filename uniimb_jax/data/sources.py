@@ -273,10 +273,16 @@ def load_tu_dataset(
 
     Raises:
       DatasetNotFoundError: see :func:`resolve_archive`.
-      DataError: the archive is malformed (see :func:`~uniimb_jax.data.tu.read_tu_archive`).
+      DataError: ``data_dir`` is not a folder, or the archive is malformed (see
+        :func:`~uniimb_jax.data.tu.read_tu_archive`).
     """
     _check_name(name)
     name = canonical_name(name)
+    if data_dir is not None and not pathlib.Path(data_dir).expanduser().is_dir():
+        # Checked here, not only when no cache hits: a mistyped folder would otherwise pass
+        # unnoticed whenever an earlier run left the processed dataset.
+        raise DataError(f"data directory {data_dir} does not exist or is not a folder: pass "
+                        f"the folder that holds {name}.zip or {name}/ (--data-dir DIR)")
     cache = pathlib.Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
     try:
         archive = resolve_archive(name, data_dir=data_dir, cache_dir=cache_dir, download=False)

@@ -774,17 +774,20 @@ def _json_default(value: Any) -> Any:
 
 
 # ----------------------------------------------------------------------------- split files
-_FILE_KEYS = ("dataset", "mode", "num_graphs", "boundary_size", "train", "val", "test")
-
-
 def load_split_file(path: str | os.PathLike, ds: Optional[GraphDataset] = None) -> Split:
-    """Reads a reference topology split (``topology-igl-bench/NAME_MODE.json``).
+    """Reads a split file: one split for every seed (``--split-file``).
 
-    The file holds ``dataset``, ``mode``, ``num_graphs``, ``boundary_size`` and the index
-    lists ``train``, ``val``, ``test``. Indices must be integers in ``[0, num_graphs)``,
-    unique within a part and disjoint across parts. With ``ds`` given, ``num_graphs`` and
-    ``dataset`` must match it and ``is_head`` is computed from the file's boundary; a boundary
-    differing from :func:`topology_boundary` is recorded in ``warnings``.
+    Format (JSON object): ``train``, ``val``, ``test``: lists of graph indices (0-based, the
+    order of the dataset's files), the only required fields; optional ``dataset`` (must
+    name ``ds``), ``num_graphs`` (must equal its graph count), ``mode``
+    (``high``/``mid``/``low``: a topology split's degree) and ``boundary_size`` (the
+    head/tail node-count boundary; default :func:`topology_boundary` of ``ds``). The reference
+    topology splits (``topology-igl-bench/NAME_MODE.json``) have every field; ``uniimb data
+    split --out FILE`` writes such a file, and the output of ``uniimb data split --json``
+    (index lists under ``indices``) is read too. Indices must be integers in
+    ``[0, num_graphs)``, unique within a part and disjoint across parts. With ``ds`` given,
+    ``is_head`` is computed from the boundary; a file's boundary differing from
+    :func:`topology_boundary` is recorded in ``warnings``.
 
     Raises:
       SplitError: naming the file and the field at fault.
@@ -798,36 +801,49 @@ def load_split_file(path: str | os.PathLike, ds: Optional[GraphDataset] = None) 
     except json.JSONDecodeError as err:
         raise SplitError(f"{where}: not valid JSON (line {err.lineno}): {err.msg}") from err
     if not isinstance(raw, dict):
-        raise SplitError(f"{where}: expected a JSON object with keys {list(_FILE_KEYS)}")
-    missing = [k for k in _FILE_KEYS if k not in raw]
+        raise SplitError(f"{where}: expected a JSON object with keys {list(PARTS)}")
+    if isinstance(raw.get("indices"), dict) and not any(k in raw for k in PARTS):
+        raw = {**raw, **raw["indices"]}  # `uniimb data split --json`
+    missing = [k for k in PARTS if k not in raw]
     if missing:
-        raise SplitError(f"{where}: missing field(s) {missing}")
+        raise SplitError(f"{where}: missing field(s) {missing}; a split file holds the index "
+                         "lists 'train', 'val' and 'test' (see `uniimb data split --out`)")
 
-    num_graphs = raw["num_graphs"]
+    num_graphs = raw.get("num_graphs")
+    if num_graphs is None:
+        if ds is not None:
+            num_graphs = ds.num_graphs
+        else:
+            lists = [v for k in PARTS for v in raw[k] if isinstance(raw[k], list)]
+            num_graphs = max((v for v in lists if isinstance(v, int)), default=-1) + 1
     if not isinstance(num_graphs, int) or isinstance(num_graphs, bool) or num_graphs < 1:
         raise SplitError(
             f"{where}: field 'num_graphs' must be a positive integer, got {num_graphs!r}"
         )
-    boundary = raw["boundary_size"]
+    boundary = raw.get("boundary_size")
+    if boundary is None:
+        boundary = topology_boundary(ds)[0] if ds is not None else 0
     if not isinstance(boundary, int) or isinstance(boundary, bool) or boundary < 0:
         raise SplitError(
             f"{where}: field 'boundary_size' must be a non-negative integer, got {boundary!r}"
         )
-    mode = raw["mode"]
-    if mode not in TOPOLOGY_MODES:
+    mode = raw.get("mode", "file")
+    if mode not in TOPOLOGY_MODES + ("file",):
         raise SplitError(
             f"{where}: field 'mode' is {mode!r}; expected one of {list(TOPOLOGY_MODES)}"
         )
+    name = raw.get("dataset")
     if ds is not None:
         if num_graphs != ds.num_graphs:
             raise SplitError(
                 f"{where}: field 'num_graphs' is {num_graphs} but dataset {ds.name} has "
                 f"{ds.num_graphs} graphs"
             )
-        if str(raw["dataset"]).upper() != ds.name.upper():
+        if name is not None and str(name).upper() != ds.name.upper():
             raise SplitError(
-                f"{where}: field 'dataset' is {raw['dataset']!r} but the dataset is {ds.name!r}"
+                f"{where}: field 'dataset' is {name!r} but the dataset is {ds.name!r}"
             )
+        name = ds.name if name is None else name
 
     parts = {}
     owner = np.full(num_graphs, -1, np.int64)
@@ -881,7 +897,7 @@ def load_split_file(path: str | os.PathLike, ds: Optional[GraphDataset] = None) 
         seed=None,
         protocol="file",
         warnings=tuple(notes),
-        info={"source": where, "dataset": str(raw["dataset"]), "mode": mode},
+        info={"source": where, "dataset": str(name), "mode": mode},
     )
 
 

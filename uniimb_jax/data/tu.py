@@ -402,7 +402,8 @@ def read_tu_archive(path: Union[str, os.PathLike], name: Optional[str] = None) -
         zf = zipfile.ZipFile(path)
     except _ZIP_ERRORS as err:
         raise DataError(f"{path}: not a readable zip archive, it may be truncated or corrupt "
-                        f"({type(err).__name__}: {err}); delete it and download it again") from None
+                        f"({type(err).__name__}: {err}); replace it with a complete copy (or, on a machine "
+                        "that may download, delete it and run again without --offline)") from None
     with zf:
         src = _open_zip(path, zf, name)
         return _read_source(src, name or src.prefix)

@@ -29,6 +29,9 @@ from uniimb_jax.train.prepare import PreparedRun
 @contextlib.contextmanager
 def workdir_lock(workdir: pathlib.Path):
     """Refuses a second live process on the same work directory (a stale lock is taken)."""
+    if workdir.exists() and not workdir.is_dir():
+        raise UniImbError(f"work directory {workdir} is a file, not a folder: pass another "
+                          "--workdir (or move the file away)")
     try:
         workdir.mkdir(parents=True, exist_ok=True)
     except OSError as err:
