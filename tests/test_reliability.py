@@ -553,3 +553,24 @@ def test_config_json_from_before_a_field_existed_still_resumes(tmp_path):
     other = dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, knn_layers=2))
     with pytest.raises(ConfigError, match="different configuration"):
         workdir_lib.check_config_matches(tmp_path, other)
+
+
+@pytest.mark.slow
+def test_a_finished_run_continues_to_a_raised_epoch_budget(tmp_path):
+    """--epochs 2, then --epochs 4 on the same work directory: the run goes on from its last
+    checkpoint, records the raise, and ends where a 4-epoch run from scratch ends (no seed
+    stops before epoch 2 under either budget). Lowering the budget is refused."""
+    quiet = dict(progress=False, log=lambda s: None)
+    raised_dir, direct_dir = tmp_path / "raised", tmp_path / "direct"
+    first = run_lib.train(smoke_config(epochs=2), workdir=str(raised_dir), **quiet)
+    assert first["epochs"] == 2 and "epoch_budget_raised" not in first
+    raised = run_lib.train(smoke_config(epochs=4), workdir=str(raised_dir), **quiet)
+    direct = run_lib.train(smoke_config(epochs=4), workdir=str(direct_dir), **quiet)
+    assert raised["epoch_budget_raised"] == [{"from": 2, "to": 4, "at_epoch": 2}]
+    assert raised["per_seed"] == direct["per_seed"]
+    assert max(r["epochs_run"] for r in raised["per_seed"]) > 2
+    lines = (raised_dir / "metrics.jsonl").read_text().splitlines()
+    assert lines == (direct_dir / "metrics.jsonl").read_text().splitlines()
+    assert json.loads((raised_dir / "config.json").read_text())["epochs"] == 4
+    with pytest.raises(ConfigError, match="can be raised .* not lowered"):
+        run_lib.train(smoke_config(epochs=3), workdir=str(raised_dir), **quiet)

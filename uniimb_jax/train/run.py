@@ -29,6 +29,7 @@ import time
 from typing import Any, Callable, Optional
 
 import jax
+import jax.numpy as jnp
 import numpy as np
 
 from uniimb_jax.config import TrainConfig, validate_config
@@ -44,11 +45,13 @@ from uniimb_jax.train.sweep import Sweep
 from uniimb_jax.train.trained import save_selected, selected_on_host
 from uniimb_jax.train.workdir import (  # noqa: F401  (load_config: imported from here before)
     append_metrics,
+    budget_raises,
     check_config_matches,
     dropped_fraction,
     epoch_records,
     load_config,
     previous_results,
+    record_budget_raise,
     remove_if_empty,
     rewrite_metrics,
     save_checkpoint,
@@ -156,8 +159,7 @@ def _locked_train(cfg, wd, data_dir, cache_dir, download, progress, log, dataset
     # One lock per run, held by process 0: other hosts' pids mean nothing on this host.
     lock = workdir_lock(wd) if wd and sharding_lib.is_primary() else contextlib.nullcontext()
     with lock:
-        if wd:
-            check_config_matches(wd, cfg)
+        raised_from = check_config_matches(wd, cfg) if wd else None
         # Opened (and probed for writing) before the data is loaded: an unwritable checkpoint
         # directory is reported before any work.
         ckpt = Checkpointer(wd / "checkpoints") if wd else None
@@ -170,7 +172,8 @@ def _locked_train(cfg, wd, data_dir, cache_dir, download, progress, log, dataset
             # 0 draws the bar.
             hook = None if not progress else bar.on_epoch if bar is not None else _no_progress
             sweep = Sweep(prep, on_epoch=hook)
-            return _train_loop(cfg, prep, sweep, wd, ckpt, bar, log, t_start, stop_after_calls)
+            return _train_loop(cfg, prep, sweep, wd, ckpt, bar, log, t_start, stop_after_calls,
+                               raised_from)
         finally:
             if ckpt is not None:
                 ckpt.close()
@@ -180,7 +183,23 @@ def _no_progress(*_):
     """The progress callback of the processes other than 0."""
 
 
-def _train_loop(cfg, prep, sweep, wd, ckpt, bar, log, t_start, stop_after_calls):
+def with_history_length(state, epochs: int):
+    """``state`` with its early-stopping history ``[S, E]`` cut or NaN-padded to ``[S, epochs]``
+    (the only array sized by the epoch budget), on the same devices."""
+    history = state.early.history
+    have = history.shape[-1]
+    if epochs <= have:
+        resized = history[..., :epochs]
+    else:
+        pad = [(0, 0)] * (history.ndim - 1) + [(0, epochs - have)]
+        resized = jnp.pad(history, pad, constant_values=jnp.nan)
+    if isinstance(history, jax.Array):
+        resized = jax.device_put(resized, history.sharding)
+    return state._replace(early=state.early._replace(history=resized))
+
+
+def _train_loop(cfg, prep, sweep, wd, ckpt, bar, log, t_start, stop_after_calls,
+                raised_from=None):
     t0 = time.perf_counter()
     # Only process 0 writes files; every process saves its shards of the checkpoints.
     primary = sharding_lib.is_primary()
@@ -190,14 +209,26 @@ def _train_loop(cfg, prep, sweep, wd, ckpt, bar, log, t_start, stop_after_calls)
     before = {"wall_time_s": 0.0, "train_time_s": 0.0, "first_call_s": None}
     finished_before = previous_results(wd)
     if ckpt is not None:
-        restored = ckpt.restore_latest(state)
+        # A raised budget: the checkpoints hold the old budget's history length.
+        template = state if raised_from is None else with_history_length(state, raised_from)
+        restored = ckpt.restore_latest(template)
         if restored is not None:
             _, state, meta = restored
+            if raised_from is not None:
+                state = with_history_length(state, cfg.epochs)
             start_epoch = int(meta["epoch"])
             for key in before:
                 if meta.get(key) is not None:
                     before[key] = float(meta[key])
             log(f"resuming from the checkpoint at epoch {start_epoch} in {wd}")
+            if raised_from is not None:
+                # Training goes on: the earlier results are not this run's final ones.
+                finished_before = None
+                log(f"epoch budget raised from {raised_from} to {cfg.epochs} (recorded in "
+                    f"{wd / 'epoch_budget.json'}): seeds that used up the old budget train "
+                    "on; seeds the early-stopping rule stopped stay stopped")
+                if primary:
+                    record_budget_raise(wd, raised_from, cfg.epochs, start_epoch)
             if prep.mesh is not None:  # a checkpoint restored onto the run's seed mesh
                 sharding_lib.check_seed_sharded(state, prep.mesh)
         if primary:
@@ -300,6 +331,9 @@ def _train_loop(cfg, prep, sweep, wd, ckpt, bar, log, t_start, stop_after_calls)
         "jax_version": jax.__version__,
         "git_commit": results_lib.git_commit(),
     }
+    raises = budget_raises(wd)
+    if raises:
+        results["epoch_budget_raised"] = raises
     if finished_before is not None:
         # A rerun of a finished command: keep the training's figures, add this rerun's.
         for key in ("wall_time_s", "train_time_s", "first_call_s"):

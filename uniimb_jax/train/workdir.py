@@ -103,10 +103,23 @@ def _fill_missing(saved: dict, defaults: dict) -> None:
             _fill_missing(saved[key], value)
 
 
-def check_config_matches(workdir: pathlib.Path, cfg: TrainConfig) -> None:
+# Every raise of a run's epoch budget: [{"from": E0, "to": E1, "at_epoch": e}, ...].
+BUDGET_FILE = "epoch_budget.json"
+
+
+def check_config_matches(workdir: pathlib.Path, cfg: TrainConfig) -> Optional[int]:
+    """Refuses to resume a run of another configuration in ``workdir``.
+
+    The one difference allowed is a larger epoch budget: the run goes on to the new budget
+    (seeds the early-stopping rule stopped stay stopped; the rule's start, ``epochs // 2``,
+    is the new budget's). Returns the saved budget in that case, else None.
+
+    Raises:
+      ConfigError: naming the differing fields (or a lowered budget).
+    """
     path = workdir / "config.json"
     if not path.exists():
-        return
+        return None
     try:
         saved = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError) as err:
@@ -120,14 +133,44 @@ def check_config_matches(workdir: pathlib.Path, cfg: TrainConfig) -> None:
         # groups after running out of memory), and older config.json files lack it.
         saved.pop(key, None)
         current.pop(key, None)
+    raised_from = None
+    if saved.get("epochs") != current.get("epochs") and isinstance(saved.get("epochs"), int):
+        if saved["epochs"] > current["epochs"]:
+            raise ConfigError(
+                f"{path}: the run's epoch budget is {saved['epochs']}; it can be raised "
+                f"(--epochs > {saved['epochs']} continues it), not lowered to "
+                f"{current['epochs']}. Use a fresh --workdir for a shorter run.")
+        raised_from = saved["epochs"]
+        saved["epochs"] = current["epochs"]
     if saved != current:
         diff = sorted(k for k in set(saved) | set(current) if saved.get(k) != current.get(k))
         was = ", ".join(f"{k}={saved.get(k)!r}" for k in diff if not isinstance(saved.get(k), dict))
         raise ConfigError(
             f"{path} holds a different configuration (fields {diff}"
             + (f"; saved: {was}" if was else "")
-            + "); resuming would mix runs. Use a fresh --workdir or the same arguments."
+            + "); resuming would mix runs. Use a fresh --workdir or the same arguments "
+            "(only --epochs may grow)."
         )
+    return raised_from
+
+
+def record_budget_raise(workdir: pathlib.Path, old: int, new: int, at_epoch: int) -> list:
+    """Appends ``{"from", "to", "at_epoch"}`` to ``workdir/epoch_budget.json``; returns the
+    whole list."""
+    raises = budget_raises(workdir)
+    raises.append({"from": int(old), "to": int(new), "at_epoch": int(at_epoch)})
+    write_json_atomic(workdir / BUDGET_FILE, raises)
+    return raises
+
+
+def budget_raises(workdir: Optional[pathlib.Path]) -> list:
+    """The run's budget raises (``[]`` when none, or without a work directory)."""
+    if workdir is None or not (workdir / BUDGET_FILE).is_file():
+        return []
+    try:
+        return list(json.loads((workdir / BUDGET_FILE).read_text()))
+    except (OSError, json.JSONDecodeError, TypeError) as err:
+        raise UniImbError(f"{workdir / BUDGET_FILE} is unreadable ({err})") from None
 
 
 def metric_records(path: pathlib.Path) -> Iterator[tuple[str, dict]]:
