@@ -25,6 +25,8 @@ sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
 from tables import TABLES, Table, paper_number, shared_cell_dir  # noqa: E402
 
+from uniimb_jax.train.results import with_host_metrics  # noqa: E402
+
 RESULTS = pathlib.Path(__file__).resolve().parent / "results"
 # The paper's published numbers, committed beside this script (source and units inside).
 PAPER = pathlib.Path(__file__).resolve().parent / "paper_tables.json"
@@ -41,7 +43,7 @@ def load_cells(table: Table, root: pathlib.Path) -> dict[tuple[str, str], dict]:
             if not path.exists() and shared is not None:
                 path = shared / "results.json"
             if path.exists():
-                cells[(dataset, variant.name)] = json.loads(path.read_text())
+                cells[(dataset, variant.name)] = with_host_metrics(json.loads(path.read_text()))
     return cells
 
 

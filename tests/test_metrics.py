@@ -8,6 +8,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import optax
+import scipy.stats
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -15,6 +16,7 @@ from sklearn.metrics import (
     balanced_accuracy_score,
     confusion_matrix as sk_confusion_matrix,
     f1_score,
+    recall_score,
     roc_auc_score,
 )
 
@@ -122,6 +124,14 @@ def _check_scores(labels, preds, mask, c):
         np.testing.assert_allclose(
             got["balanced_accuracy"], balanced_accuracy_score(y, p), rtol=1e-5, atol=1e-6
         )
+    np.testing.assert_allclose(
+        got["per_class_recall"],
+        recall_score(y, p, average=None, labels=range(c), zero_division=0), rtol=1e-5, atol=1e-6)
+    # G-mean: the geometric mean of the recalls of the classes present among the true labels.
+    present = np.unique(y)
+    recalls = recall_score(y, p, average=None, labels=present, zero_division=0)
+    np.testing.assert_allclose(got["g_mean"], scipy.stats.gmean(recalls) if recalls.all() else 0.0,
+                               rtol=1e-5, atol=1e-6)
 
 
 @pytest.mark.parametrize("c", [2, 3, 5])
@@ -166,7 +176,46 @@ def test_macro_f1_counts_absent_unpredicted_class_as_zero():
 def test_classification_metrics_empty_matrix():
     got = M.classification_metrics(jnp.zeros((3, 3), jnp.int32))
     assert float(got["macro_f1"]) == 0.0 and float(got["micro_f1"]) == 0.0
-    assert np.isnan(got["balanced_accuracy"])
+    assert np.isnan(got["balanced_accuracy"]) and np.isnan(got["g_mean"])
+
+
+def test_g_mean_by_hand():
+    # recalls 3/4 and 4/6; a class never recalled gives 0; an absent class is left out.
+    got = M.classification_metrics(jnp.array([[3, 1], [2, 4]]))
+    np.testing.assert_allclose(got["g_mean"], np.sqrt(0.75 * 4 / 6), rtol=1e-6)
+    assert float(M.classification_metrics(jnp.array([[0, 2], [0, 4]]))["g_mean"]) == 0.0
+    np.testing.assert_allclose(
+        M.classification_metrics(jnp.array([[3, 1, 0], [0, 0, 0], [1, 0, 4]]))["g_mean"],
+        np.sqrt(0.75 * 0.8), rtol=1e-6)
+
+
+def test_results_written_before_g_mean_gain_it_from_their_confusion_matrices():
+    from uniimb_jax.train.results import (
+        compare_runs,
+        markdown_table,
+        smallest_wilcoxon_p,
+        with_host_metrics,
+    )
+
+    old = {"dataset": "D", "imbalance": "class", "degree": "extreme", "method": "m",
+           "preset": "p", "runs": 2, "epochs": 3,
+           "per_seed": [{"seed": s, "diverged": False, "macro_f1": 50.0 + s, "micro_f1": 60.0,
+                         "balanced_accuracy": 55.0, "auroc": 70.0, "per_class_f1": [40.0, 60.0],
+                         "test_confusion": cm}
+                        for s, cm in ((0, [[3, 1], [2, 4]]), (1, [[1, 1], [0, 4]]))],
+           "summary": {m: {"mean": 1.0, "std": 0.0, "n": 2}
+                       for m in ("macro_f1", "micro_f1", "balanced_accuracy", "auroc")}}
+    res = with_host_metrics(old)
+    assert "g_mean" not in old["per_seed"][0]  # the input is left alone
+    g = [100 * np.sqrt(0.75 * 4 / 6), 100 * np.sqrt(0.5)]
+    np.testing.assert_allclose([r["g_mean"] for r in res["per_seed"]], g, rtol=1e-6)
+    np.testing.assert_allclose(res["per_seed"][1]["per_class_recall"], [50.0, 100.0])
+    np.testing.assert_allclose(res["summary"]["g_mean"]["mean"], np.mean(g), rtol=1e-6)
+    table = markdown_table(res)
+    assert "g_mean" in table and "| 1 | 5 | 60.00 ± 0.00 | 83.33 ± 16.67 |" in table
+    both = compare_runs([("a", res), ("b", res)])
+    assert "all pairs equal) (the smallest p that 2 paired seeds can give: 0.5)" in both
+    assert smallest_wilcoxon_p(6) == 2 / 64 and smallest_wilcoxon_p(0) is None
 
 
 # ------------------------------------------------------------------- AUROC

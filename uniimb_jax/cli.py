@@ -408,22 +408,24 @@ def prediction_rows(run, graphs, seeds, probs, own: bool) -> list[str]:
 def cmd_report(args) -> int:
     import pathlib
 
-    from uniimb_jax.train.results import compare_runs
+    from uniimb_jax.train.results import compare_runs, with_host_metrics
 
     runs = []
     for wd in args.workdirs:
         path = pathlib.Path(wd) / "results.json"
         try:
-            runs.append((wd, json.loads(path.read_text())))
+            runs.append((wd, with_host_metrics(json.loads(path.read_text()))))
         except (OSError, json.JSONDecodeError) as err:
             raise UniImbError(f"cannot read {path}: {err} (has the run finished?)") from None
     print(compare_runs(runs))
-    for wd, res in runs:
-        if res.get("evaluations"):
-            from uniimb_jax.train.results import markdown_table
+    from uniimb_jax.train.results import markdown_table
 
-            print(f"\n{wd}:")
-            print(markdown_table(res).split("\n\n", 1)[-1])
+    for wd, res in runs:
+        # Below each run's one-row summary: its per-class scores and its evaluations.
+        parts = markdown_table(res).split("\n\n", 1)
+        if len(parts) > 1:
+            print(f"\n{wd}:\n")
+            print(parts[1])
     return 0
 
 

@@ -545,7 +545,9 @@ class Engine:
                 "macro_f1": scores["macro_f1"],
                 "micro_f1": scores["micro_f1"],
                 "balanced_accuracy": scores["balanced_accuracy"],
+                "g_mean": scores["g_mean"],
                 "per_class_f1": scores["per_class_f1"],
+                "per_class_recall": scores["per_class_recall"],
                 "auroc": auroc,
                 "confusion": res.confusion,
             }

@@ -66,6 +66,11 @@ def classification_metrics(cm: jax.Array) -> dict[str, jax.Array]:
       * ``balanced_accuracy`` ``[]``: mean recall over the classes present among the true
         labels, as ``balanced_accuracy_score`` (predicted-only classes are ignored); NaN for an
         empty matrix.
+      * ``g_mean`` ``[]``: geometric mean of the recalls of the classes present among the
+        true labels (0 when one of them is never recalled; NaN for an empty matrix). Over
+        the same classes as ``balanced_accuracy``; imbalanced-learn's
+        ``geometric_mean_score`` also counts a class that is only predicted (recall 0,
+        so G-mean 0).
       * ``per_class_f1`` ``[C]``: ``2 tp / (2 tp + fp + fn)``, 0 where that is 0/0.
       * ``per_class_recall`` ``[C]``: ``tp / support``, 0 for absent classes.
     """
@@ -85,10 +90,14 @@ def classification_metrics(cm: jax.Array) -> dict[str, jax.Array]:
         jnp.sum(jnp.where(present, per_class_recall, 0.0)) / jnp.maximum(n_present, 1),
         jnp.nan,
     )
+    log_recall = jnp.where(present, jnp.log(per_class_recall), 0.0)  # log 0 = -inf: G-mean 0
+    g_mean = jnp.where(n_present > 0,
+                       jnp.exp(jnp.sum(log_recall) / jnp.maximum(n_present, 1)), jnp.nan)
     return {
         "macro_f1": jnp.mean(per_class_f1),
         "micro_f1": _safe_div(jnp.sum(tp), total),
         "balanced_accuracy": balanced,
+        "g_mean": g_mean,
         "per_class_f1": per_class_f1,
         "per_class_recall": per_class_recall,
     }

@@ -11,7 +11,7 @@ from typing import Any, Optional
 import jax
 import numpy as np
 
-SUMMARY_METRICS = ("macro_f1", "micro_f1", "balanced_accuracy", "auroc")
+SUMMARY_METRICS = ("macro_f1", "micro_f1", "balanced_accuracy", "g_mean", "auroc")
 # The evaluations of a run's selected models (docs/evaluation.md) by the key of the engine's
 # final scores: UniImb has the first three, G2GNN official, shuffled and inductive
 # (docs/methods/g2gnn.md).
@@ -68,6 +68,7 @@ def per_seed_records(seeds: list[int], scores: dict[str, Any]) -> list[dict[str,
         for m in SUMMARY_METRICS:
             rec[m] = float(100.0 * test[m][i])
         rec["per_class_f1"] = [float(100.0 * v) for v in test["per_class_f1"][i]]
+        rec["per_class_recall"] = [float(100.0 * v) for v in test["per_class_recall"][i]]
         rec["test_loss"] = float(test["loss"][i])
         rec["val_loss"] = float(val["loss"][i])
         rec["val_macro_f1"] = float(100.0 * val["macro_f1"][i])
@@ -88,6 +89,60 @@ def per_seed_records(seeds: list[int], scores: dict[str, Any]) -> list[dict[str,
     return records
 
 
+def with_host_metrics(results: dict[str, Any]) -> dict[str, Any]:
+    """``results`` (a ``results.json``) with the scores that runs written before them lack,
+    derived from each seed's test confusion matrix: ``g_mean`` and ``per_class_recall``
+    per seed and ``g_mean`` in the summary (and in each evaluation's, as NaN: their
+    confusion matrices were not kept). Returns a new dict; the file is not changed."""
+    import copy
+
+    res = copy.deepcopy(results)
+    changed = False
+    for rec in res.get("per_seed", []):
+        if "g_mean" in rec or "test_confusion" not in rec:
+            continue
+        from uniimb_jax.train.metrics import classification_metrics
+
+        scores = classification_metrics(np.asarray(rec["test_confusion"]))
+        rec["g_mean"] = float(100.0 * scores["g_mean"])
+        rec["per_class_recall"] = [float(100.0 * v) for v in scores["per_class_recall"]]
+        changed = True
+    if changed or ("summary" in res and "g_mean" not in res["summary"]):
+        kept = [r for r in res.get("per_seed", []) if not r.get("diverged")]
+        vals = np.array([r.get("g_mean", np.nan) for r in kept], np.float64)
+        finite = vals[np.isfinite(vals)]
+        res.setdefault("summary", {})["g_mean"] = {
+            "mean": float(np.mean(finite)) if finite.size else float("nan"),
+            "std": float(np.std(finite)) if finite.size else float("nan"),
+            "n": int(finite.size)}
+    for ev in (res.get("evaluations") or {}).values():
+        ev.setdefault("g_mean", {"mean": float("nan"), "std": float("nan"), "n": 0})
+    return res
+
+
+def per_class_table(results: dict[str, Any]) -> str:
+    """Markdown: each class's test F1 and recall, mean ± std over the seeds that did not
+    diverge (class = index of the sorted original labels)."""
+    kept = [r for r in results["per_seed"] if not r.get("diverged") and "per_class_recall" in r]
+    if not kept:
+        return ""
+    f1 = np.array([r["per_class_f1"] for r in kept], np.float64)
+    recall = np.array([r["per_class_recall"] for r in kept], np.float64)
+    support = np.array([np.sum(r["test_confusion"], axis=1) for r in kept], np.float64)
+    lines = ["| class | test graphs (mean) | F1 | recall |", "|---|---|---|---|"]
+    for c in range(f1.shape[1]):
+        lines.append(f"| {c} | {support[:, c].mean():.0f} | {f1[:, c].mean():.2f} ± "
+                     f"{f1[:, c].std():.2f} | {recall[:, c].mean():.2f} ± "
+                     f"{recall[:, c].std():.2f} |")
+    return "\n".join(lines)
+
+
+def smallest_wilcoxon_p(n: int) -> Optional[float]:
+    """The smallest two-sided p the exact Wilcoxon signed-rank test reaches with ``n`` paired
+    samples (every difference of one sign, no ties): ``2 / 2**n``; None for ``n = 0``."""
+    return None if n < 1 else 2.0 / 2.0 ** n
+
+
 def evaluation_summary(records: list[dict[str, Any]]) -> Optional[dict[str, Any]]:
     """Mean ± std of each evaluation and the paired gaps to the official one (Wilcoxon
     signed-rank p over the seeds that did not diverge), or None without evaluations."""
@@ -98,9 +153,12 @@ def evaluation_summary(records: list[dict[str, Any]]) -> Optional[dict[str, Any]
     for mode in kept[0]["evaluations"]:
         out[mode] = {}
         for m in SUMMARY_METRICS:
-            vals = np.array([r["evaluations"][mode][m] for r in kept], np.float64)
-            out[mode][m] = {"mean": float(np.nanmean(vals)), "std": float(np.nanstd(vals)),
-                            "n": int(np.isfinite(vals).sum())}
+            # .get: records of runs written before a metric existed lack it.
+            vals = np.array([r["evaluations"][mode].get(m, np.nan) for r in kept], np.float64)
+            finite = vals[np.isfinite(vals)]
+            out[mode][m] = {"mean": float(np.mean(finite)) if finite.size else float("nan"),
+                            "std": float(np.std(finite)) if finite.size else float("nan"),
+                            "n": int(finite.size)}
         if mode != "official":
             a = np.array([r["evaluations"]["official"]["macro_f1"] for r in kept])
             b = np.array([r["evaluations"][mode]["macro_f1"] for r in kept])
@@ -174,10 +232,17 @@ def markdown_table(results: dict[str, Any]) -> str:
         results["preset"], str(results["runs"]),
     ] + [f"{s[m]['mean']:.2f} ± {s[m]['std']:.2f}" for m in SUMMARY_METRICS]
     lines = [head, sep, "| " + " | ".join(cells) + " |"]
+    per_class = per_class_table(results)
+    if per_class:
+        lines += ["", "Per class (test, mean ± std over seeds):", "", per_class]
     ev = results.get("evaluations")
     if ev:
+        n = max((e["macro_f1"].get("n", 0) for e in ev.values()), default=0)
+        floor = smallest_wilcoxon_p(n)
         lines += ["", "Test Macro-F1 of the same selected models under three evaluations "
-                  "(docs/evaluation.md):", "",
+                  "(docs/evaluation.md)"
+                  + (f"; with {n} paired seeds the smallest Wilcoxon p is {floor:.2g}"
+                     if floor else "") + ":", "",
                   "| evaluation | Macro-F1 | Micro-F1 | gap to official | Wilcoxon p |",
                   "|---|---|---|---|---|"]
         for mode, e in ev.items():
@@ -210,9 +275,12 @@ def compare_runs(runs: list[tuple[str, dict[str, Any]]]) -> str:
         x, y = paired_macro_f1(a, b)
         if x.size:
             p = wilcoxon_p(x, y)
+            floor = smallest_wilcoxon_p(x.size)
             lines += ["", f"{la} − {lb}: {np.mean(x - y):+.2f} Macro-F1 points over "
                       f"{x.size} paired seeds, Wilcoxon signed-rank p = "
-                      + ("– (all pairs equal)" if p is None else f"{p:.3g}")]
+                      + ("– (all pairs equal)" if p is None else f"{p:.3g}")
+                      + f" (the smallest p that {x.size} paired seeds can give: "
+                      f"{floor:.2g})"]
         else:
             lines += ["", f"{la} and {lb} share no seed: no paired test"]
     return "\n".join(lines)
