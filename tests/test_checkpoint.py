@@ -259,3 +259,44 @@ def test_a_checkpoint_with_the_earlier_field_names_restores(tmp_path):
     np.testing.assert_array_equal(np.asarray(state.params), [0.0, 1.0, 2.0])
     np.testing.assert_array_equal(np.asarray(state.method_state["bias"]), [1.0, 1.0])
     np.testing.assert_array_equal(np.asarray(state.last_aux["usage"]), [7.0, 7.0])
+
+
+class _OldEarly(NamedTuple):
+    """EarlyStopState as checkpoints before ``selected_val_macro_f1`` hold it."""
+
+    best_val_loss: jax.Array
+    best_epoch: jax.Array
+    stopped: jax.Array
+    stop_epoch: jax.Array
+    history: jax.Array
+    epoch: jax.Array
+
+
+@pytest.mark.parametrize("top", ["dict", "namedtuple"])
+def test_a_checkpoint_from_before_an_added_field_restores_with_it_filled(tmp_path, top):
+    """A run checkpointed before EarlyStopState gained selected_val_macro_f1 resumes: every
+    saved array comes back (the digest checked in the saved order) and the new field is NaN."""
+    new = jax.vmap(lambda _: init_early_stopping(5, 2))(jnp.arange(S))
+    old_early = _OldEarly(*[getattr(new, f) for f in _OldEarly._fields])
+    old_early = old_early._replace(best_epoch=jnp.array([1, 2, 3], jnp.int32),
+                                   history=new.history.at[:, 0].set(0.5))
+    wrap = (lambda e, p: {"early": e, "params": p}) if top == "dict" else (
+        lambda e, p: _Holder(early=e, params=p))
+    params = {"w": jnp.arange(6.0).reshape(3, 2)}
+    with Checkpointer(tmp_path / "ck") as ckpt:
+        ckpt.save(2, wrap(old_early, params), {"epoch": 2})
+    with Checkpointer(tmp_path / "ck") as ckpt:
+        step, state, _ = ckpt.restore_latest(wrap(new, {"w": jnp.zeros((3, 2))}))
+    early = state["early"] if top == "dict" else state.early
+    assert step == 2 and type(early) is type(new)
+    np.testing.assert_array_equal(np.asarray(early.best_epoch), [1, 2, 3])
+    np.testing.assert_array_equal(np.asarray(early.history[:, 0]), [0.5] * 3)
+    assert np.isnan(np.asarray(early.selected_val_macro_f1)).all()
+    assert early.selected_val_macro_f1.shape == (S,)
+    got = state["params"] if top == "dict" else state.params
+    np.testing.assert_array_equal(np.asarray(got["w"]), np.asarray(params["w"]))
+
+
+class _Holder(NamedTuple):
+    early: Any
+    params: Any

@@ -158,3 +158,23 @@ def test_invalid_arguments():
         es.init_early_stopping(10, 0)
     with pytest.raises(ConfigError, match="epochs"):
         es.init_early_stopping(0)
+
+
+def test_selection_by_macro_f1_keeps_the_highest_and_records_its_loss():
+    state = es.init_early_stopping(10, 3)
+    losses = [0.9, 0.5, 0.7, 0.4, float("nan"), 0.8]
+    f1s = [40.0, 55.0, 60.0, 60.0, 90.0, 58.0]
+    picked = []
+    for epoch, (loss, f1) in enumerate(zip(losses, f1s)):
+        state, improved = es.update_early_stopping(state, loss, epoch, 10, 3, val_macro_f1=f1,
+                                                   select_by_macro_f1=True)
+        picked.append(bool(improved))
+    # 60 ties at epoch 3 (strict), 90 comes with a NaN loss (never selected).
+    assert picked == [True, True, True, False, False, False]
+    assert int(state.best_epoch) == 2 and float(state.selected_val_macro_f1) == 60.0
+    assert float(state.best_val_loss) == np.float32(0.7)  # the selected epoch's loss, not the lowest
+    # By the loss (default) the same curve selects epoch 3 and records its Macro-F1.
+    state = es.init_early_stopping(10, 3)
+    for epoch, (loss, f1) in enumerate(zip(losses, f1s)):
+        state, _ = es.update_early_stopping(state, loss, epoch, 10, 3, val_macro_f1=f1)
+    assert int(state.best_epoch) == 3 and float(state.selected_val_macro_f1) == 60.0

@@ -302,3 +302,21 @@ def test_quantile_budget_is_tighter_and_evaluation_drops_nothing():
                              (prep.seed_data.test_idx[i], split.test)):
             packed = np.asarray(packed)
             np.testing.assert_array_equal(packed[packed >= 0], want)
+
+
+@pytest.mark.slow
+def test_selection_by_validation_macro_f1_keeps_each_seeds_best_f1_epoch(tmp_path):
+    """select_by="val_macro_f1": each seed's selected epoch is its first epoch of highest
+    validation Macro-F1 (metrics.jsonl), the stopping rule unchanged; the default keeps the
+    lowest loss. A published preset refuses the option."""
+    res = train(smoke_config(runs=2, epochs=6, select_by="val_macro_f1"), workdir=str(tmp_path),
+                progress=False, log=lambda s: None)
+    assert res["select_by"] == "val_macro_f1"
+    records = [json.loads(line) for line in (tmp_path / "metrics.jsonl").read_text().splitlines()]
+    for rec in res["per_seed"]:
+        f1 = [(r["val_macro_f1"], -r["epoch"]) for r in records if r["seed"] == rec["seed"]]
+        assert rec["best_epoch"] == -max(f1)[1]  # ties: the first epoch
+    from uniimb_jax.config import validate_config
+
+    with pytest.raises(ConfigError, match="reproduces a published protocol"):
+        validate_config(smoke_config(preset="reference", select_by="val_macro_f1"))

@@ -28,6 +28,7 @@ CLASS_DEGREES = ("extreme", "medium", "low")
 TOPOLOGY_DEGREES = ("high", "mid", "low")
 SPLIT_PROTOCOLS = ("reference", "corrected")
 BUDGETS = ("worst", "quantile")
+SELECT_BY = ("val_loss", "val_macro_f1")
 BATCHINGS = ("packed", "official", "dataloader")
 
 
@@ -104,6 +105,10 @@ class TrainConfig:
     weight_decay: float = 5e-4
     early_stop_window: int = 200
     early_stopping: bool = True
+    # Which epoch's model each seed keeps for testing: the lowest validation loss (every
+    # published protocol) or the highest validation Macro-F1 (for strong imbalance; the
+    # stopping rule still reads the loss). A published preset keeps the loss.
+    select_by: str = "val_loss"
     feature_kind: str = "auto"
     # Epochs compiled into one device call; a checkpoint is written after each call.
     epochs_per_call: int = 10
@@ -178,6 +183,13 @@ def validate_config(cfg: TrainConfig, *, num_graphs: Optional[int] = None) -> No
     check_choice("split_protocol", cfg.split_protocol, SPLIT_PROTOCOLS)
     check_choice("budget", cfg.budget, BUDGETS)
     check_choice("batching", cfg.batching, BATCHINGS)
+    check_choice("select_by", cfg.select_by, SELECT_BY)
+    preset = _method(cfg.method).preset(cfg.preset)
+    if cfg.select_by != "val_loss" and preset.published:
+        raise ConfigError(
+            f"select_by={cfg.select_by!r} is not valid with --preset {cfg.preset} of "
+            f"{cfg.method}: it reproduces a published protocol, which keeps each seed's "
+            "lowest-validation-loss model; choose another preset (e.g. corrected)")
     if not isinstance(cfg.runs, int) or cfg.runs < 1:
         raise ConfigError(f"runs={cfg.runs!r} is out of range; expected an integer >= 1")
     _check_positive("epochs", cfg.epochs)

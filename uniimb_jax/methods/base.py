@@ -67,6 +67,8 @@ class Preset:
         published code used).
       fixed_topology_split: topology-imbalance runs use one fixed split for every seed (the
         packaged reference split file where one exists), as the published scripts do.
+      published: the preset reproduces a published protocol, model selection included
+        (each seed's lowest-validation-loss model): ``select_by`` cannot change it.
       needs_settings_row: the run needs the per-dataset row of
         :data:`uniimb_jax.config.PRESET_TABLE` (else a dataset without a row is refused).
     """
@@ -77,6 +79,7 @@ class Preset:
     drop_self_loops: bool = False
     fixed_topology_split: bool = False
     needs_settings_row: bool = True
+    published: bool = False
 
 
 @dataclasses.dataclass(frozen=True)

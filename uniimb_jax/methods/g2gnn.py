@@ -65,10 +65,10 @@ SHARED = dict(learning_rate=0.01, batch_size=64, early_stop_window=100,
 PRESETS = (
     Preset("remove-edge", "G2GNN with edge-removal views (knn_aug, --drop_edge_ratio)",
            "yuwvandy/G2GNN run_<dataset>.sh, knn_aug_drop_edge lines (else PROTEINS')",
-           drop_self_loops=True, needs_settings_row=False),
+           drop_self_loops=True, needs_settings_row=False, published=True),
     Preset("mask-node", "G2GNN with node-masking views (knn_aug, --mask_node_ratio)",
            "yuwvandy/G2GNN run_<dataset>.sh, knn_aug_mask_node lines (else PROTEINS')",
-           drop_self_loops=True, needs_settings_row=False),
+           drop_self_loops=True, needs_settings_row=False, published=True),
 )
 
 

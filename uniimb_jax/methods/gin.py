@@ -51,12 +51,12 @@ PRESETS = (
     Preset("reference", "UniImb's optimiser settings and batch size, a Dense head; graphs "
            "read as UniImb's reference reads them",
            "UniImb's reference protocol (docs/presets.md)",
-           drop_self_loops=True, fixed_topology_split=True),
+           drop_self_loops=True, fixed_topology_split=True, published=True),
     Preset("corrected", "UniImb's optimiser settings and batch size, a Dense head",
            "docs/presets.md"),
     Preset("g2gnn", "G2GNN's settings: lr 0.01, batch 64, window 100, MLP head, weight decay "
            "per variant", "G2GNN's code (CIKM 2022), docs/presets.md",
-           needs_settings_row=False),
+           needs_settings_row=False, published=True),
 )
 
 

@@ -50,7 +50,8 @@ PRESETS = (
     Preset("published", "ImbGNN with parse.py's defaults (its repository has no run script)",
            "pongkun/ImbGNN parse.py, main.py",
            # Table 3's rows share the benchmark's one split file per dataset (METHOD.md).
-           drop_self_loops=True, fixed_topology_split=True, needs_settings_row=False),
+           drop_self_loops=True, fixed_topology_split=True, needs_settings_row=False,
+           published=True),
 )
 
 

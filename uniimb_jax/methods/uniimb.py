@@ -21,7 +21,8 @@ from uniimb_jax.models.model import UniImbModel
 PRESETS = (
     Preset("reference", "the published code's behaviour, batches and evaluation order",
            "the official UniImb code (golden outputs in ../shared/reference/official); "
-           "docs/method.md §2.7", drop_self_loops=True, fixed_topology_split=True),
+           "docs/method.md §2.7", drop_self_loops=True, fixed_topology_split=True,
+           published=True),
     Preset("corrected", "the published code's defects fixed: learned perturbation, "
            "batch-independent inference, correct bias target",
            "docs/presets.md (our fixes); per-dataset rows of docs/method.md §2.7"),

@@ -107,6 +107,68 @@ def _from_legacy(abstract: Any, restored: dict) -> Any:
                              for f in abstract._fields})
 
 
+# NamedTuple fields added after checkpoints were written (field -> the value every element
+# of it gets when such a checkpoint is restored): EarlyStopState.selected_val_macro_f1.
+ADDED_FIELDS = {"selected_val_macro_f1": float("nan")}
+
+
+def _without_added(abstract: Any) -> Any:
+    """``abstract`` with every NamedTuple that has an :data:`ADDED_FIELDS` field replaced by
+    a dict of its other fields (the form older checkpoints restore into), or None when no
+    such NamedTuple is in it."""
+    found = False
+
+    def walk(node):
+        nonlocal found
+        if isinstance(node, dict):
+            return {k: walk(v) for k, v in node.items()}
+        fields = getattr(node, "_fields", None)
+        if fields is None:
+            return node
+        children = {f: walk(getattr(node, f)) for f in fields}
+        if set(ADDED_FIELDS) & set(fields):
+            found = True
+            return {f: v for f, v in children.items() if f not in ADDED_FIELDS}
+        return type(node)(**children)
+
+    out = walk(abstract)
+    return out if found else None
+
+
+def _in_save_order(abstract: Any, restored: Any) -> Any:
+    """The restored tree of an older checkpoint with each dict that stands for a NamedTuple
+    of ``abstract`` back in its field order (as it was saved: the digest's leaf order)."""
+    if isinstance(abstract, dict):
+        return {k: _in_save_order(v, restored[k]) for k, v in abstract.items()}
+    fields = getattr(abstract, "_fields", None)
+    if fields is None:
+        return restored
+    get = restored.__getitem__ if isinstance(restored, dict) else lambda f: getattr(restored, f)
+    kept = [f for f in fields if not (isinstance(restored, dict) and f not in restored)]
+    return tuple(_in_save_order(getattr(abstract, f), get(f)) for f in kept)
+
+
+def _with_added(abstract: Any, restored: Any) -> Any:
+    """``restored`` (of :func:`_without_added`'s form) as ``abstract``'s NamedTuples, each
+    added field filled with its :data:`ADDED_FIELDS` value."""
+    if isinstance(abstract, dict):
+        return {k: _with_added(v, restored[k]) for k, v in abstract.items()}
+    fields = getattr(abstract, "_fields", None)
+    if fields is None:
+        return restored
+    values = {}
+    for f in fields:
+        sub = getattr(abstract, f)
+        if isinstance(restored, dict) and f not in restored and f in ADDED_FIELDS:
+            filled = jnp.full(sub.shape, ADDED_FIELDS[f], sub.dtype)
+            sharding = getattr(sub, "sharding", None)
+            values[f] = jax.device_put(filled, sharding) if sharding is not None else filled
+        else:
+            part = restored[f] if isinstance(restored, dict) else getattr(restored, f)
+            values[f] = _with_added(sub, part)
+    return type(abstract)(**values)
+
+
 def _check_matches(target: Any, restored: Any) -> None:
     """Raises ValueError unless ``restored`` has the target's structure, shapes and dtypes."""
     t_leaves, t_def = jax.tree.flatten(target)
@@ -232,20 +294,38 @@ class Checkpointer:
         ``ValueError`` when the checkpoint does not match the target.
         """
         abstract = jax.tree.map(_abstract, target_pytree)
-        try:
-            out = self._restore_items(step, abstract)
-        except ValueError:
-            legacy = _legacy_target(abstract)
-            if legacy is None:
-                raise
-            out = self._restore_items(step, legacy)
-            out = {"state": _from_legacy(abstract, out["state"]), "meta": out["meta"]}
-        state, meta = out["state"], out["meta"]
+        # Older layouts, tried in turn when the current one does not fit: renamed fields,
+        # then fields added since (each: restore target, the state as saved, the upgrade).
+        layouts = [(abstract, lambda r: r, lambda r: r)]
+        legacy = _legacy_target(abstract)
+        if legacy is not None:
+            layouts.append((legacy, lambda r: _from_legacy(abstract, r),
+                            lambda r: _from_legacy(abstract, r)))
+        slim = _without_added(abstract)
+        if slim is not None:
+            layouts.append((slim, lambda r: _in_save_order(abstract, r),
+                            lambda r: _with_added(abstract, r)))
+            slim_legacy = _legacy_target(slim)
+            if slim_legacy is not None:
+                layouts.append((slim_legacy,
+                                lambda r: _in_save_order(abstract, _from_legacy(slim, r)),
+                                lambda r: _with_added(abstract, _from_legacy(slim, r))))
+        first_error = None
+        for target, as_saved, upgrade in layouts:
+            try:
+                out = self._restore_items(step, target)
+                break
+            except ValueError as err:
+                first_error = first_error or err
+        else:
+            raise first_error
+        saved, meta = as_saved(out["state"]), out["meta"]
+        state = upgrade(out["state"])
         _check_matches(target_pytree, state)
         if not isinstance(meta, dict):
             raise ValueError(f"meta item is {type(meta).__name__}, expected a dict")
         expected = meta.pop(_DIGEST_KEY, None)  # absent in checkpoints of older versions
-        actual = _digest(state) if expected is not None else None
+        actual = _digest(saved) if expected is not None else None
         if actual is not None and actual != expected:
             raise ValueError(
                 f"the saved arrays changed after the save (SHA-256 {actual[:16]}..., "

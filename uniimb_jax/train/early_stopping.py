@@ -41,6 +41,10 @@ class EarlyStopState(NamedTuple):
       stop_epoch: ``[] int32`` the epoch at which it fired (``-1`` while running).
       history: ``[max_epochs] float32`` validation loss per epoch (NaN where not recorded).
       epoch: ``[] int32`` number of validation losses recorded.
+      selected_val_macro_f1: ``[] float32`` validation Macro-F1 of the selected epoch
+        (``best_epoch``; NaN before any, or when not given). Selecting by Macro-F1
+        (``select_by_macro_f1``) it is the highest so far, and ``best_val_loss`` is then the
+        selected epoch's loss, not the lowest.
     """
 
     best_val_loss: jax.Array
@@ -49,6 +53,7 @@ class EarlyStopState(NamedTuple):
     stop_epoch: jax.Array
     history: jax.Array
     epoch: jax.Array
+    selected_val_macro_f1: jax.Array
 
 
 def _check_window(max_epochs: int, window: int) -> None:
@@ -77,6 +82,7 @@ def init_early_stopping(max_epochs: int, patience_window: int = 200) -> EarlySto
         stop_epoch=jnp.array(-1, jnp.int32),
         history=jnp.full((max_epochs,), jnp.nan, jnp.float32),
         epoch=jnp.array(0, jnp.int32),
+        selected_val_macro_f1=jnp.array(jnp.nan, jnp.float32),
     )
 
 
@@ -86,6 +92,8 @@ def update_early_stopping(
     epoch: jax.Array,
     max_epochs: int,
     window: int = 200,
+    val_macro_f1: jax.Array | None = None,
+    select_by_macro_f1: bool = False,
 ) -> tuple[EarlyStopState, jax.Array]:
     """Records one epoch's validation loss and applies the reference stopping rule.
 
@@ -96,11 +104,17 @@ def update_early_stopping(
         not stored in the history.
       max_epochs: the epoch budget (static), the reference's ``args.epochs``.
       window: number of previous epochs averaged (static), the reference's 200.
+      val_macro_f1: ``[] float`` this epoch's validation Macro-F1 (recorded for the
+        selected epoch; required when selecting by it).
+      select_by_macro_f1: (static) the selected epoch is the one with the highest finite
+        validation Macro-F1 (and a finite loss) instead of the lowest loss; the stopping
+        rule still reads the loss, as published.
 
     Returns:
       ``(state, improved)``: ``improved`` is a ``[] bool``, true when ``val_loss`` is finite
       and strictly below the best so far (so the first finite loss always improves) and the
-      seed had not stopped before this call. The stopping epoch itself is recorded (its loss
+      seed had not stopped before this call (selecting by Macro-F1: when it is finite and
+      strictly above the best so far, the loss finite). The stopping epoch itself is recorded (its loss
       enters the history), as the reference appends before it breaks; it can never improve,
       since it exceeds a mean of losses that are all >= the best.
     """
@@ -119,7 +133,16 @@ def update_early_stopping(
     # `epoch > max_epochs // 2` implies count >= 1, so np.mean never sees an empty slice.
     stop_now = (epoch > max_epochs // 2) & (val_loss > window_mean)
 
-    improved = jnp.isfinite(val_loss) & (val_loss < state.best_val_loss)
+    f1 = (jnp.full((), jnp.nan, jnp.float32) if val_macro_f1 is None
+          else jnp.asarray(val_macro_f1, jnp.float32))
+    if select_by_macro_f1:
+        if val_macro_f1 is None:
+            raise ValueError("select_by_macro_f1 needs val_macro_f1")
+        # NaN compares false: the first finite score improves on the initial NaN.
+        better = ~(f1 <= state.selected_val_macro_f1)
+        improved = jnp.isfinite(val_loss) & jnp.isfinite(f1) & better
+    else:
+        improved = jnp.isfinite(val_loss) & (val_loss < state.best_val_loss)
     new = EarlyStopState(
         best_val_loss=jnp.where(improved, val_loss, state.best_val_loss),
         best_epoch=jnp.where(improved, epoch, state.best_epoch),
@@ -128,6 +151,7 @@ def update_early_stopping(
         # Out-of-range scatter indices are dropped (JAX's default for `.at[].set`).
         history=state.history.at[epoch].set(val_loss, mode="drop"),
         epoch=state.epoch + 1,
+        selected_val_macro_f1=jnp.where(improved, f1, state.selected_val_macro_f1),
     )
     frozen = state.stopped
     return select_where(~frozen, new, state), improved & ~frozen

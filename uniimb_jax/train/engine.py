@@ -426,8 +426,11 @@ class Engine:
                  else (0, 0))
         val = self.evaluate(variables, trained.method_state, data.val_idx, data.val_scored,
                             dd, eval_key, small=small)
+        scores = metrics_lib.classification_metrics(val.confusion)
         early, improved = es.update_early_stopping(
-            trained.early, val.loss, state.epoch, self.cfg.epochs, self.cfg.early_stop_window
+            trained.early, val.loss, state.epoch, self.cfg.epochs, self.cfg.early_stop_window,
+            val_macro_f1=scores["macro_f1"],
+            select_by_macro_f1=self.cfg.select_by == "val_macro_f1",
         )
         if not self.cfg.early_stopping:
             early = early._replace(stopped=jnp.zeros_like(early.stopped))
@@ -450,7 +453,6 @@ class Engine:
             ),
         )
         new_state = es.select_where(active, new_state, state)
-        scores = metrics_lib.classification_metrics(val.confusion)
         record = {
             "active": active,
             "epoch": state.epoch,
