@@ -37,6 +37,42 @@ def machine_description() -> str:
     return f"{platform_name}: {devices[0].device_kind} x{len(devices)}"
 
 
+# The CPU features XLA's CPU backend compiles for (its target machine features): two
+# machines that differ in these may round differently (docs/reproducing.md).
+XLA_CPU_FEATURES = ("sse4_1", "sse4_2", "avx", "avx2", "fma", "f16c", "avx512f", "avx512dq",
+                    "avx512bw", "avx512vl", "avx512cd", "avx512_vnni", "avx512_bf16",
+                    "avx512_fp16", "avx_vnni", "amx_tile", "amx_bf16", "amx_int8", "neon",
+                    "asimd", "sve")
+
+
+def machine_details(cpuinfo: str = "/proc/cpuinfo") -> dict:
+    """What tells two machines apart for reproducibility: the CPU's vendor, model name,
+    family, model and stepping (Linux ``/proc/cpuinfo``), the instruction-set features XLA
+    uses that it has, the core count, and the accelerators. Fields the system does not
+    report are left out."""
+    out: dict[str, Any] = {"cores": os.cpu_count(), "machine": platform.machine()}
+    wanted = {"vendor_id": "vendor", "model name": "model_name", "cpu family": "family",
+              "model": "model", "stepping": "stepping", "microcode": "microcode"}
+    try:
+        with open(cpuinfo) as f:
+            for line in f:
+                if not line.strip():
+                    break  # the first processor's block is enough
+                key, _, value = line.partition(":")
+                key, value = key.strip(), value.strip()
+                if key in wanted:
+                    out[wanted[key]] = value
+                elif key in ("flags", "Features"):
+                    have = set(value.split())
+                    out["cpu_features"] = [f for f in XLA_CPU_FEATURES if f in have]
+    except OSError:
+        pass
+    devices = jax.devices()
+    if devices[0].platform != "cpu":
+        out["accelerators"] = [d.device_kind for d in devices]
+    return out
+
+
 def git_commit(path: Optional[str] = None) -> Optional[str]:
     """The checkout's HEAD commit (with ``+dirty`` if modified), or None outside git."""
     cwd = path or os.path.dirname(os.path.abspath(__file__))

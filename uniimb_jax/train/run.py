@@ -329,6 +329,7 @@ def _train_loop(cfg, prep, sweep, wd, ckpt, bar, log, t_start, stop_after_calls,
                    "n_edge": prep.spec.n_edge},
         "dropped_graph_fraction": dropped_fraction(wd, prep),
         "device": results_lib.machine_description(),
+        "machine": results_lib.machine_details(),
         "jax_version": jax.__version__,
         "git_commit": results_lib.git_commit(),
     }
