@@ -59,16 +59,20 @@ def test_report_compares_with_the_paper_and_tests_paired_seeds(tmp_path):
     from scipy.stats import wilcoxon
 
     assert f"{wilcoxon(ours - base).pvalue:.2g}" in row
-    # Stopping and selected epochs: median [min–max] over the 20 seeds.
-    assert "| 510.5 [501–520] | 290.5 [281–300] |" in row
-    assert row.endswith("| cpu: test |")
+    assert "| – | 70.00 ± 5.00 |" in row  # no leakage-free score without evaluations
+    # Provenance, a table of its own: budget, stopping and selected epochs (median
+    # [min–max] over the 20 seeds), wall time, device, commit.
+    prov = text.split("## Provenance", 1)[1].splitlines()
+    prov_row = next(l for l in prov if l.startswith("| PROTEINS | uniimb-reference |"))
+    assert "| 50 | 510.5 [501–520] | 290.5 [281–300] | 12 s | cpu: test | abc |" in prov_row
     # Every UniImb variant is tested against the baseline; the device count shows when > 1.
     corrected_row = next(l for l in text.splitlines() if "| uniimb-corrected |" in l)
     assert f"{wilcoxon(corrected - base).pvalue:.2g}" in corrected_row
-    assert corrected_row.endswith("| cpu: test, 2 devices |")
+    assert next(l for l in prov if "| uniimb-corrected |" in l).endswith(
+        "| cpu: test, 2 devices | abc |")
     base_row = next(l for l in text.splitlines() if "| gin-upsample-g2gnn |" in l)
     assert "65.00 ± 2.00" in base_row
-    assert "| – | 50 |" in base_row  # no p-value for the baseline itself
+    assert base_row.endswith("| – |")  # no p-value for the baseline itself
     assert (tmp_path / "class" / "macro_f1.png").stat().st_size > 1000
 
 
@@ -151,7 +155,9 @@ def test_u_dist_uniform_is_the_class_tables_cell(tmp_path, capsys):
     row = next(l for l in text.splitlines() if "| uniimb-reference-uniform |" in l)
     assert f"{np.mean(vals):.2f} ± {np.std(vals):.2f}" in row
     assert "70.44 ± 4.72" in row  # the paper's Uniform row (experiments/paper_tables.json)
-    assert "| – | 3 |" in row  # Uniform, the default U, is the table's baseline
+    assert row.endswith("| – |")  # Uniform, the default U, is the table's baseline
+    prov = text.split("## Provenance", 1)[1]
+    assert "| PROTEINS | uniimb-reference-uniform | 3 |" in prov
 
     # Another U is tested against that shared cell over paired seeds.
     from scipy.stats import wilcoxon
@@ -191,3 +197,25 @@ def test_g2gnn_cells_show_their_inductive_score_in_the_third_column(tmp_path):
                and "+3.00" in l)
     assert f"{np.mean(inductive):.2f} ± {np.std(inductive):.2f}" in row
     assert "+1.00 (p = " in row
+
+
+def test_the_results_table_and_the_readme_table_are_current():
+    """docs/results.md and the README's table are what `experiments/report.py --all` makes
+    of the committed cells (rerun it after committing a cell)."""
+    assert report.overview() == report.OVERVIEW.read_text(), (
+        "docs/results.md is stale: run `python experiments/report.py --all`")
+    readme = report.README.read_text()
+    assert report.with_readme_table(readme, report.readme_table()) == readme, (
+        "README.md's results table is stale: run `python experiments/report.py --all`")
+
+
+def test_the_overview_says_not_run_and_where_the_large_datasets_run(tmp_path):
+    text = report.overview(tmp_path, report.PAPER)  # no cell at all
+    assert "not run (paper 70.44 ± 4.72)" in text
+    assert "29.0 h (GPU campaign)" in text and "experiments/gpu_campaign.py" in text
+    for title in report.TABLE_TITLES.values():
+        assert f"## {title}" in text
+
+
+def test_the_readme_stays_short():
+    assert len(report.README.read_text().splitlines()) <= 150

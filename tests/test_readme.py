@@ -1,4 +1,7 @@
-"""Every README example runs verbatim (real-dataset trainings with a tiny budget).
+"""Every README example runs verbatim (real-dataset trainings with a tiny budget), then
+every example of the documents the README sends the reader to for the details
+(``docs/usage.md``, ``docs/performance.md``, ``docs/scaling.md``, ``docs/reproducing.md``),
+in the same directory (their examples read the runs the README's made).
 
 Each ```bash block runs as one bash script in a fresh directory beside a link to
 ``../shared`` (so the README's ``--data-dir ../shared/data/tu`` resolves), with a cache
@@ -42,8 +45,12 @@ uniimb() {
 '''
 
 
-def _blocks():
-    text = (ROOT / "README.md").read_text()
+DOCS = ("README.md", "docs/usage.md", "docs/performance.md", "docs/scaling.md",
+        "docs/reproducing.md")
+
+
+def _blocks(name: str = "README.md"):
+    text = (ROOT / name).read_text()
     return re.findall(r"```(bash|python)( cluster)?\n(.*?)```", text, flags=re.S)
 
 
@@ -54,8 +61,9 @@ def test_readme_examples_run_verbatim(tmp_path):
     base.mkdir()
     (tmp_path / "shared").symlink_to(SHARED)
     env = dict(os.environ, UNIIMB_CACHE_DIR=str(tmp_path / "cache"), UNIIMB_OFFLINE="1")
-    ran = 0
-    for i, (lang, cluster, code) in enumerate(_blocks()):
+    ran = {}
+    blocks = [(name, i, *block) for name in DOCS for i, block in enumerate(_blocks(name))]
+    for name, i, lang, cluster, code in blocks:
         if cluster or "python -m pytest" in code:
             continue
         if lang == "bash":
@@ -65,9 +73,10 @@ def test_readme_examples_run_verbatim(tmp_path):
         tick = time.perf_counter()
         out = subprocess.run(cmd, cwd=base, env=env, capture_output=True, text=True,
                              timeout=900)
-        assert out.returncode == 0, f"README block {i}:\n{code}\n{out.stdout[-3000:]}\n{out.stderr[-3000:]}"
+        assert out.returncode == 0, (f"{name} block {i}:\n{code}\n{out.stdout[-3000:]}\n"
+                                     f"{out.stderr[-3000:]}")
         # Which block the test's time goes to (shown with `pytest -rP`).
-        print(f"README block {i} ({lang}, {code.strip().splitlines()[-1][:60]!r}): "
+        print(f"{name} block {i} ({lang}, {code.strip().splitlines()[-1][:60]!r}): "
               f"{time.perf_counter() - tick:.1f} s")
-        ran += 1
-    assert ran >= 8
+        ran[name] = ran.get(name, 0) + 1
+    assert ran.get("README.md", 0) >= 3 and sum(ran.values()) >= 10, ran

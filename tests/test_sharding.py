@@ -185,7 +185,7 @@ def test_padding_seed_is_dropped_and_the_same_splits_are_trained(runs):
     # graphs per class). Not a seed's score: each device runs a vmap over its 1 seed, the
     # single device one over 3 seeds, XLA orders the float sums of those programs
     # differently, and UniImb's top-k routing and early stopping turn last-digit
-    # differences into different choices (README, "Scaling out"); each layout repeats
+    # differences into different choices (docs/scaling.md); each layout repeats
     # itself bit for bit (test_sharded_checkpoint_resumes_to_the_uninterrupted_result).
     for a, b in zip(four["per_seed"], one["per_seed"]):
         rows_a = [sum(r) for r in a["test_confusion"]]

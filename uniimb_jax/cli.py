@@ -367,8 +367,13 @@ def cmd_predict(args) -> int:
     lines = prediction_rows(run, graphs, seeds, probs, own)
     text = "\n".join(lines) + "\n"
     if args.out:
-        with open(args.out, "w") as fh:
-            fh.write(text)
+        import pathlib
+
+        try:
+            pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+            pathlib.Path(args.out).write_text(text)
+        except OSError as err:
+            raise UniImbError(f"cannot write {args.out}: {err}") from None
         print(f"{len(lines) - 1} rows ({graphs.num_graphs} graphs x {len(seeds)} seeds) -> {args.out}")
     else:
         sys.stdout.write(text)
@@ -474,6 +479,7 @@ def cmd_data_split(args) -> int:
         record.update(train=split.train.tolist(), val=split.val.tolist(),
                       test=split.test.tolist())
         try:
+            pathlib.Path(args.out).parent.mkdir(parents=True, exist_ok=True)
             pathlib.Path(args.out).write_text(json.dumps(record) + "\n")
         except OSError as err:
             raise UniImbError(f"cannot write the split file {args.out}: {err}") from None

@@ -183,6 +183,17 @@ class DynamicBalancedPrototype(nn.Module):
     inference: str
     dropout: float
 
+    @classmethod
+    def from_config(cls, cfg, **overrides) -> "DynamicBalancedPrototype":
+        """The layer of a :class:`~uniimb_jax.models.config.ModelConfig` (its
+        ``num_prototypes``, ``k1``, ``k2``, ``num_heads``, ``inference`` and ``dropout``),
+        the same ``cfg`` that :func:`~uniimb_jax.models.balancing.update_prototype_state_step`
+        reads, so the sizes are given once; ``overrides`` replace any of them."""
+        fields = dict(num_prototypes=cfg.num_prototypes, k1=cfg.k1, k2=cfg.k2,
+                      num_heads=cfg.num_heads, inference=cfg.inference, dropout=cfg.dropout)
+        fields.update(overrides)
+        return cls(**fields)
+
     @nn.compact
     def __call__(
         self, x: jax.Array, row_mask: jax.Array, proto: PrototypeState, *, train: bool

@@ -36,7 +36,6 @@ from uniimb_jax.data import batching
 from uniimb_jax.data.dataset import GraphDataset, without_self_loops
 from uniimb_jax.data.features import compute_features
 from uniimb_jax.errors import ConfigError, UniImbError
-from uniimb_jax.models import create_model
 from uniimb_jax.methods import get_method
 from uniimb_jax.train.workdir import load_config
 
@@ -115,7 +114,8 @@ class TrainedRun:
         feats = compute_features(ds, feature_kind=cfg.feature_kind,
                                  rwpe_steps=cfg.model.rwpe_steps,
                                  lap_freqs=cfg.model.lap_feature_width)
-        model = create_model(cfg.model, self.num_classes)
+        # The run's method's model (as the engine trained it), not the model family's.
+        model = get_method(cfg.method).create_models(cfg.model, self.num_classes)["default"]
         b = cfg.batch_size
         budget = batching.padding_budget(ds, b)
         order = batching.pack_eval(ds, np.arange(ds.num_graphs), budget).reshape(-1, b)
@@ -139,8 +139,10 @@ class TrainedRun:
 
     def _check_width(self, width: int, seed: int) -> None:
         params = self.variables[seed]["params"]
-        layer = params["encoder"]["layer_0"]
+        layer = params.get("encoder", {}).get("layer_0", {})
         first = layer.get("dense_0", layer.get("dense", layer.get("dense_neigh")))
+        if first is None:
+            return  # a model of the user's own: its first layer is not ours to find
         expected = int(np.shape(first["kernel"])[0])
         if width != expected:
             raise ConfigError(
