@@ -574,3 +574,12 @@ def test_a_finished_run_continues_to_a_raised_epoch_budget(tmp_path):
     assert json.loads((raised_dir / "config.json").read_text())["epochs"] == 4
     with pytest.raises(ConfigError, match="can be raised .* not lowered"):
         run_lib.train(smoke_config(epochs=3), workdir=str(raised_dir), **quiet)
+    # Stopped after the raise was recorded but before its first checkpoint: config.json says
+    # 4 epochs, the checkpoints still hold 2 epochs' history; the resume finds them.
+    crashed = tmp_path / "crashed"
+    run_lib.train(smoke_config(epochs=2), workdir=str(crashed), **quiet)
+    cfg4 = json.loads(smoke_config(epochs=4).to_json())
+    (crashed / "config.json").write_text(json.dumps(cfg4))
+    workdir_lib.record_budget_raise(crashed, 2, 4, 2)
+    resumed = run_lib.train(smoke_config(epochs=4), workdir=str(crashed), **quiet)
+    assert resumed["per_seed"] == direct["per_seed"]

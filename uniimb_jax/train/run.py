@@ -34,7 +34,7 @@ import numpy as np
 
 from uniimb_jax.config import TrainConfig, validate_config
 from uniimb_jax.data.dataset import GraphDataset
-from uniimb_jax.errors import TrainingInterrupted, UniImbError
+from uniimb_jax.errors import CheckpointError, TrainingInterrupted, UniImbError
 from uniimb_jax.train import results as results_lib
 from uniimb_jax.train import sharding as sharding_lib
 from uniimb_jax.train.checkpoint import Checkpointer
@@ -198,6 +198,29 @@ def with_history_length(state, epochs: int):
     return state._replace(early=state.early._replace(history=resized))
 
 
+def _restore(ckpt, state, epochs: int, raised_from: Optional[int], raises: list):
+    """The newest checkpoint as a state of this run's budget, or None without one.
+
+    After a budget raise the checkpoints hold the old budget's history length: the one just
+    raised from, or, when a run was stopped after its raise but before its next checkpoint,
+    an earlier budget of ``epoch_budget.json``. The current length is tried first, so a
+    newer checkpoint is never passed over for an older one."""
+    lengths = [raised_from] if raised_from is not None else [epochs]
+    lengths += [r["from"] for r in reversed(raises) if r["from"] not in lengths]
+    for i, length in enumerate(lengths):
+        try:
+            restored = ckpt.restore_latest(with_history_length(state, length))
+        except CheckpointError:
+            if i == len(lengths) - 1:
+                raise
+            continue
+        if restored is None:
+            return None
+        step, restored_state, meta = restored
+        return step, with_history_length(restored_state, epochs), meta
+    return None
+
+
 def _train_loop(cfg, prep, sweep, wd, ckpt, bar, log, t_start, stop_after_calls,
                 raised_from=None):
     t0 = time.perf_counter()
@@ -209,13 +232,9 @@ def _train_loop(cfg, prep, sweep, wd, ckpt, bar, log, t_start, stop_after_calls,
     before = {"wall_time_s": 0.0, "train_time_s": 0.0, "first_call_s": None}
     finished_before = previous_results(wd)
     if ckpt is not None:
-        # A raised budget: the checkpoints hold the old budget's history length.
-        template = state if raised_from is None else with_history_length(state, raised_from)
-        restored = ckpt.restore_latest(template)
+        restored = _restore(ckpt, state, cfg.epochs, raised_from, budget_raises(wd))
         if restored is not None:
             _, state, meta = restored
-            if raised_from is not None:
-                state = with_history_length(state, cfg.epochs)
             start_epoch = int(meta["epoch"])
             for key in before:
                 if meta.get(key) is not None:
