@@ -188,13 +188,19 @@ def with_history_length(state, epochs: int):
     (the only array sized by the epoch budget), on the same devices."""
     history = state.early.history
     have = history.shape[-1]
-    if epochs <= have:
-        resized = history[..., :epochs]
-    else:
-        pad = [(0, 0)] * (history.ndim - 1) + [(0, epochs - have)]
-        resized = jnp.pad(history, pad, constant_values=jnp.nan)
-    if isinstance(history, jax.Array):
-        resized = jax.device_put(resized, history.sharding)
+    if epochs == have:
+        return state  # no work (nor any cross-process op on a multi-host array)
+
+    def resize(h):
+        if epochs < have:
+            return h[..., :epochs]
+        pad = [(0, 0)] * (h.ndim - 1) + [(0, epochs - have)]
+        return jnp.pad(h, pad, constant_values=jnp.nan)
+
+    # One jitted program with the input's sharding: every process of a multi-host run
+    # computes its own shards (an eager op on a global array would not).
+    sharding = getattr(history, "sharding", None)
+    resized = jax.jit(resize, out_shardings=sharding)(history)
     return state._replace(early=state.early._replace(history=resized))
 
 
