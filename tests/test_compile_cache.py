@@ -61,7 +61,7 @@ def test_a_rerun_loads_its_programs_from_the_cache_with_the_same_results(tmp_pat
     for name in ("first", "second"):
         out = subprocess.run(
             [sys.executable, "-m", "uniimb_jax.cli", "train", "--runs", "2", "--epochs", "2",
-             "--no-progress", "--workdir", str(tmp_path / name)],
+             "--no-progress", "--verbose", "--workdir", str(tmp_path / name)],
             env=env, capture_output=True, text=True, timeout=900)
         assert out.returncode == 0, out.stderr[-3000:]
         assert f"compiled programs cached in {tmp_path / 'cache' / 'xla'}" in out.stdout
