@@ -187,7 +187,7 @@ def test_every_factory_name_constructs():
         init(cfg, batch)
     for method in METHODS:
         b = batch
-        if method == "g2gnn":  # its model reads the kernel-neighbour table (none here)
+        if method in ("g2gnn", "imbgnn"):  # their model reads the kernel-neighbour table
             b = batch._replace(extras={"kernel_neighbours": np.full((64, 1), -1, np.int32)})
         for pert in PERTURBATIONS:
             init(small_cfg(method=method, perturbation=pert), b)

@@ -71,7 +71,9 @@ class _Formatter(argparse.ArgumentDefaultsHelpFormatter, argparse.RawDescription
     """Shows defaults (unless the help already says what None means), keeps line breaks."""
 
     def _get_help_string(self, action):
-        if action.default is None or "default" in (action.help or ""):
+        # "(default" rather than "default": a description may use the word itself (ImbGNN's
+        # "parse.py's defaults").
+        if action.default is None or "(default" in (action.help or ""):
             return action.help
         return super()._get_help_string(action)
 
