@@ -78,26 +78,25 @@ def settings_for(dataset: Optional[str], preset: str) -> G2GNNSettings:
     return SETTINGS.get(key, SETTINGS[(FALLBACK_DATASET, preset)])
 
 
+def graph_of_graphs_model(method: str, **fields) -> ModelConfig:
+    """The model configuration G2GNN's code (and ImbGNN's, which copies it) fixes: GIN 5 x
+    128 without positional encodings, the MLP head with dropout 0.5, PyTorch's
+    initialisation, two views, temperature 0.5; ``fields`` are the script's own values."""
+    base = dict(rwpe_steps=0, lap_freqs=0, perturbation="off", mixup=False, num_layers=5,
+                hidden=128, classifier="mlp", classifier_dropout=0.5, init="torch", views=2,
+                consistency_temperature=0.5)
+    return ModelConfig(method=method, **{**base, **fields})
+
+
 def configure(settings, preset: str, model_overrides=None, *, dataset=None
               ) -> tuple[ModelConfig, dict]:
     s = settings_for(dataset, preset)
-    model = ModelConfig(
-        method="g2gnn",
-        rwpe_steps=0,
-        lap_freqs=0,
-        perturbation="off",
-        mixup=False,
-        num_layers=5,
-        hidden=128,
-        classifier="mlp",
-        classifier_dropout=0.5,
-        init="torch",
+    model = graph_of_graphs_model(
+        "g2gnn",
         knn_layers=s.knn_layers,
         kernel_neighbours=s.kernel_neighbours,
-        views=2,
         edge_drop=s.ratio if preset == "remove-edge" else 0.0,
         node_mask=s.ratio if preset == "mask-node" else 0.0,
-        consistency_temperature=0.5,
     )
     model = apply_model_overrides(model, model_overrides)
     return model, dict(SHARED, weight_decay=s.weight_decay)

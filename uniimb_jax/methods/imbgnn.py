@@ -57,26 +57,9 @@ PRESETS = (
 
 def configure(settings, preset: str, model_overrides=None, *, dataset=None
               ) -> tuple[ModelConfig, dict]:
-    model = ModelConfig(
-        method="imbgnn",
-        rwpe_steps=0,
-        lap_freqs=0,
-        perturbation="off",
-        mixup=False,
-        num_layers=5,
-        hidden=128,
-        classifier="mlp",
-        classifier_dropout=0.5,
-        init="torch",
-        knn_layers=3,
-        kernel_neighbours=3,
-        views=2,
-        edge_drop=0.0,
-        node_mask=0.0,
-        consistency_temperature=0.5,
-        size_ratio=0.5,
-        aug_ratio=0.5,
-    )
+    model = g2gnn.graph_of_graphs_model(
+        "imbgnn", knn_layers=3, kernel_neighbours=3, edge_drop=0.0, node_mask=0.0,
+        size_ratio=0.5, aug_ratio=0.5)
     return apply_model_overrides(model, model_overrides), dict(SHARED)
 
 
