@@ -219,3 +219,31 @@ def test_the_overview_says_not_run_and_where_the_large_datasets_run(tmp_path):
 
 def test_the_readme_stays_short():
     assert len(report.README.read_text().splitlines()) <= 150
+
+
+def test_the_report_shows_head_and_tail_scores_and_names_the_cells_without(tmp_path):
+    from uniimb_jax.train import results as results_lib
+
+    rng = np.random.default_rng(3)
+    for name, with_groups in (("uniimb-reference", True), ("uniimb-corrected", False)):
+        d = tmp_path / "topology" / "PROTEINS" / name
+        d.mkdir(parents=True)
+        res = _results(list(rng.normal(60, 3, 4)), "uniimb", "reference")
+        if with_groups:
+            for r in res["per_seed"]:
+                cm = rng.integers(1, 30, (2, 2))
+                head = np.minimum(cm, rng.integers(0, 6, (2, 2)))
+                r.update(results_lib.head_tail_scores(cm, head))
+            res["size_groups"] = results_lib.size_groups(res["per_seed"], 41)
+        (d / "results.json").write_text(json.dumps(res))
+    paper_path = tmp_path / "paper.json"
+    paper_path.write_text(json.dumps(PAPER))
+    text = report.write_report("topology", tmp_path, paper_path)
+    section = text.split("## Head and tail graphs", 1)[1]
+    row = next(l for l in section.splitlines() if l.startswith("| PROTEINS | uniimb-reference |"))
+    g = json.loads((tmp_path / "topology" / "PROTEINS" / "uniimb-reference" / "results.json")
+                   .read_text())["size_groups"]
+    assert row.startswith("| PROTEINS | uniimb-reference | 41 | ")
+    assert (f"{g['tail']['macro_f1']['mean']:.2f} ± {g['tail']['macro_f1']['std']:.2f} |"
+            in row)
+    assert "Not measured" in section and "PROTEINS uniimb-corrected" in section

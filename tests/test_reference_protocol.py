@@ -180,6 +180,18 @@ def test_every_uniimb_run_reports_three_evaluations(tmp_path):
         for mode in ("official", "shuffled", "independent"):
             assert r2["evaluations"][mode]["macro_f1"] == pytest.approx(
                 r1["evaluations"][mode]["macro_f1"], abs=1e-9)
+    assert again["size_groups"] == json.loads(json.dumps(res["size_groups"]))
+    # Once the checkpoints are gone (run_table.py deletes them), from selected/: the same.
+    import shutil
+
+    shutil.rmtree(tmp_path / "checkpoints")
+    buf = io.StringIO()
+    with contextlib.redirect_stdout(buf):
+        assert cli.main(["evaluate", "--workdir", str(tmp_path), "--json"]) == 0
+    from_selected = json.loads(buf.getvalue())
+    assert from_selected["epoch"] is None
+    assert from_selected["per_seed"] == again["per_seed"]
+    assert from_selected["size_groups"] == again["size_groups"]
     gin = train(smoke_config(method="gin-upsample", runs=1, epochs=1), progress=False,
                 log=lambda s: None)
     assert gin["evaluations"] is None and "evaluations" not in gin["per_seed"][0]
@@ -188,6 +200,9 @@ def test_every_uniimb_run_reports_three_evaluations(tmp_path):
 def test_evaluate_refuses_a_workdir_without_checkpoints(tmp_path, capsys):
     assert cli.main(["evaluate", "--workdir", str(tmp_path)]) == 2
     assert "config.json" in capsys.readouterr().err
+    (tmp_path / "config.json").write_text(smoke_config().to_json())
+    assert cli.main(["evaluate", "--workdir", str(tmp_path)]) == 2
+    assert "neither checkpoints/ nor selected/seed-<S>.npz" in capsys.readouterr().err
 
 
 @needs_tu

@@ -332,11 +332,20 @@ def cmd_evaluate(args) -> int:
                           download=not args.offline)
     if args.json:
         print(json.dumps({"epoch": result["epoch"], "per_seed": result["per_seed"],
-                          "evaluations": result["evaluations"]}, indent=2))
+                          "evaluations": result["evaluations"],
+                          "size_groups": result["size_groups"]}, indent=2))
     else:
-        print(f"{args.workdir}: each seed's selected model (lowest validation loss; training "
-              f"ran to epoch {result['epoch']}), test set")
+        source = (f"training ran to epoch {result['epoch']}" if result["epoch"] is not None
+                  else "read from selected/")
+        print(f"{args.workdir}: each seed's selected model (lowest validation loss; "
+              f"{source}), test set")
         print(evaluation_table(result, args.order))
+        if result["size_groups"]:
+            from uniimb_jax.train.results import size_group_table
+
+            print(f"\nHead (more than {result['size_groups']['boundary_size']} nodes) and "
+                  "tail test graphs, mean ± std over seeds:\n")
+            print(size_group_table(result))
     return 0
 
 

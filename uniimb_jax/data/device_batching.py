@@ -26,6 +26,7 @@ import numpy as np
 
 from uniimb_jax.data import batch as batch_lib
 from uniimb_jax.data.dataset import GraphDataset
+from uniimb_jax.data.splits import topology_boundary
 
 
 class DeviceDataset(NamedTuple):
@@ -41,6 +42,9 @@ class DeviceDataset(NamedTuple):
       extras: ``None`` or the method's own dataset-level arrays
         (:attr:`~uniimb_jax.methods.Method.dataset_arrays`), e.g. ``{"kernel_neighbours":
         [G, m] int32}``.
+      is_head: ``[G] bool`` head (large) graphs by the topology split's size boundary
+        (:func:`~uniimb_jax.data.splits.topology_boundary`), for the head/tail scores of
+        every run; ``None`` = not computed (the head/tail scores are then absent).
     """
 
     nodes: dict
@@ -50,6 +54,7 @@ class DeviceDataset(NamedTuple):
     edge_offsets: jax.Array
     labels: jax.Array
     extras: Optional[dict] = None
+    is_head: Optional[jax.Array] = None
 
 
 def to_device_dataset(ds: GraphDataset, node_features: dict,
@@ -73,6 +78,7 @@ def to_device_dataset(ds: GraphDataset, node_features: dict,
         edge_offsets=jnp.asarray(ds.edge_offsets, dtype=jnp.int32),
         labels=jnp.asarray(ds.graph_labels, dtype=jnp.int32),
         extras={k: jnp.asarray(v) for k, v in extras.items()} if extras else None,
+        is_head=jnp.asarray(topology_boundary(ds)[1]) if ds.num_graphs else None,
     )
 
 

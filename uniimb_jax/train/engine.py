@@ -44,12 +44,16 @@ class EvalResult(NamedTuple):
     Attributes:
       loss: ``[] float32`` mean cross-entropy over the real graphs.
       confusion: ``[C, C] int32`` rows = true class.
+      head_confusion: ``[C, C] int32`` the same over the head (large) graphs only
+        (``DeviceDataset.is_head``; zeros when the dataset has no head mask); the tail
+        graphs' matrix is ``confusion - head_confusion``.
       probs: ``[nb, n_graph, C] float32`` class probabilities per batch slot.
       labels: ``[nb, n_graph] int32``; mask: ``[nb, n_graph] bool`` real graphs.
     """
 
     loss: jax.Array
     confusion: jax.Array
+    head_confusion: jax.Array
     probs: jax.Array
     labels: jax.Array
     mask: jax.Array
@@ -388,7 +392,7 @@ class Engine:
                 return jax.lax.cond(fits, forward_at(*small), full_forward, batch_idx, batch_key)
 
         def body(carry, xs):
-            loss_sum, count, cm = carry
+            loss_sum, count, cm, head_cm = carry
             i, batch_idx, batch_scored = xs
             logits, labels, graph_mask, aux = forward(batch_idx, jax.random.fold_in(key, i))
             # Slots past the B scored ones: the padding graph, and graphs a method's batch
@@ -399,16 +403,23 @@ class Engine:
             loss_sum = loss_sum + jnp.sum(jnp.where(mask, ce, 0.0))
             count = count + jnp.sum(mask)
             preds = jnp.argmax(logits, axis=-1)
-            cm = cm + metrics_lib.confusion_matrix(labels, preds, mask, self.spec.num_classes)
+            c = self.spec.num_classes
+            cm = cm + metrics_lib.confusion_matrix(labels, preds, mask, c)
+            if dd.is_head is not None:
+                # Slot j < B holds graph batch_idx[j] (gather_batch keeps the order).
+                own_head = (batch_idx >= 0) & dd.is_head[jnp.maximum(batch_idx, 0)]
+                head = mask & jnp.concatenate([own_head, extra])
+                head_cm = head_cm + metrics_lib.confusion_matrix(labels, preds, head, c)
             probs = jax.nn.softmax(logits, axis=-1)
-            return (loss_sum, count, cm), (probs, labels, mask)
+            return (loss_sum, count, cm, head_cm), (probs, labels, mask)
 
         c = self.spec.num_classes
-        init = (jnp.zeros(()), jnp.zeros((), jnp.int32), jnp.zeros((c, c), jnp.int32))
-        (loss_sum, count, cm), (probs, labels, mask) = jax.lax.scan(
+        init = (jnp.zeros(()), jnp.zeros((), jnp.int32), jnp.zeros((c, c), jnp.int32),
+                jnp.zeros((c, c), jnp.int32))
+        (loss_sum, count, cm, head_cm), (probs, labels, mask) = jax.lax.scan(
             body, init, (jnp.arange(idx.shape[0]), idx, sc)
         )
-        return EvalResult(loss_sum / jnp.maximum(count, 1), cm, probs, labels, mask)
+        return EvalResult(loss_sum / jnp.maximum(count, 1), cm, head_cm, probs, labels, mask)
 
     def epoch(self, state: TrainState, data: SeedData, dd, size_classes: bool = False):
         """Train one epoch, validate, update early stopping and the best variables.
@@ -553,6 +564,8 @@ class Engine:
                 "auroc": auroc,
                 "confusion": res.confusion,
             }
+            if dd.is_head is not None:
+                out[name]["head_confusion"] = res.head_confusion
         out["best_epoch"] = state.early.best_epoch
         out["epochs_run"] = state.epoch
         out["diverged"] = state.diverged

@@ -1,8 +1,9 @@
 """Re-evaluating a finished (or interrupted) run: ``uniimb evaluate --workdir W``.
 
 Restores the newest checkpoint of a work directory (the selected, lowest-validation-loss
-variables of every seed live in it), rebuilds the run's data from its ``config.json`` and
-scores the selected models on the test set under the evaluations of docs/evaluation.md:
+variables of every seed live in it) or, once the checkpoints are gone (``run_table.py``
+deletes them after a cell finishes), the run's ``selected/`` models; rebuilds the run's data
+from its ``config.json`` and scores the selected models on the test set under the evaluations of docs/evaluation.md:
 ``official`` (the run's own batching and inference), ``shuffled`` (the same graphs in a
 random order) and ``independent`` (prototype values from the EMA, batch-independent).
 """
@@ -13,13 +14,15 @@ import pathlib
 from typing import Any, Optional
 
 import jax
+import numpy as np
 
 from uniimb_jax.errors import UniImbError
 from uniimb_jax.train import results as results_lib
 from uniimb_jax.train.checkpoint import Checkpointer
 from uniimb_jax.train.prepare import prepare_run
 from uniimb_jax.train.sweep import Sweep
-from uniimb_jax.train.workdir import load_config
+from uniimb_jax.train.trained import SELECTED_DIR, load_run
+from uniimb_jax.train.workdir import load_config, previous_results
 
 ORDERS = tuple(results_lib.EVALUATIONS)
 
@@ -39,27 +42,78 @@ def evaluate_run(
     """
     wd = pathlib.Path(workdir)
     cfg = load_config(str(wd))
-    if not (wd / "checkpoints").is_dir():
-        raise UniImbError(f"{wd / 'checkpoints'} does not exist: nothing to evaluate")
+    has_checkpoints = (wd / "checkpoints").is_dir()
+    has_selected = any((wd / SELECTED_DIR).glob("seed-*.npz"))
+    if not has_checkpoints and not has_selected:
+        raise UniImbError(f"{wd} has neither checkpoints/ nor {SELECTED_DIR}/seed-<S>.npz: "
+                          "nothing to evaluate")
     prep = prepare_run(cfg, data_dir=data_dir, cache_dir=cache_dir, download=download)
     sweep = Sweep(prep)
     state = sweep.init(prep.seed_data, prep.device_data)
-    ckpt = Checkpointer(wd / "checkpoints")
-    try:
-        restored = ckpt.restore_latest(state)
-    finally:
-        ckpt.close()
-    if restored is None:
-        raise UniImbError(f"no restorable checkpoint in {wd / 'checkpoints'}")
-    _, state, meta = restored
+    epoch = None
+    if has_checkpoints:
+        ckpt = Checkpointer(wd / "checkpoints")
+        try:
+            restored = ckpt.restore_latest(state)
+        finally:
+            ckpt.close()
+        if restored is None and not has_selected:
+            raise UniImbError(f"no restorable checkpoint in {wd / 'checkpoints'}")
+    if has_checkpoints and restored is not None:
+        _, state, meta = restored
+        epoch = int(meta["epoch"])
+    else:
+        state = with_selected_models(state, wd, cfg.seeds)
     scores = jax.device_get(sweep.final_scores(state, prep.seed_data, prep.device_data))
     per_seed = results_lib.per_seed_records(cfg.seeds, scores)
+    if epoch is None:
+        # The training's own record of each seed (the state above has none of it).
+        finished = previous_results(wd)
+        kept = {r["seed"]: r for r in (finished or {}).get("per_seed", [])}
+        for rec in per_seed:
+            for key in ("best_epoch", "epochs_run", "diverged"):
+                rec[key] = kept.get(rec["seed"], {}).get(key)
     return {
         "config": cfg,
-        "epoch": int(meta["epoch"]),
+        "epoch": epoch,
         "per_seed": per_seed,
         "evaluations": results_lib.evaluation_summary(per_seed),
+        "size_groups": results_lib.size_groups(per_seed, prep.size_boundary),
     }
+
+
+def with_selected_models(state: Any, workdir: pathlib.Path, seeds: list[int]) -> Any:
+    """``state`` (from ``Sweep.init``) with its selected variables replaced by the run's
+    ``selected/seed-<S>.npz`` (what a finished run keeps once its checkpoints are deleted),
+    placed as the state's arrays are (rows past ``len(seeds)``: the sharding's padding
+    copies, see :mod:`uniimb_jax.train.sharding`).
+
+    Raises:
+      UniImbError: a seed of the run has no file, or the files do not fit the run's model.
+    """
+    run = load_run(workdir)
+    missing = sorted(set(seeds) - set(run.seeds))
+    if missing:
+        raise UniImbError(f"{workdir / SELECTED_DIR} has no seed-<S>.npz for seeds {missing}")
+    rows = jax.tree.leaves(state.best_params)[0].shape[0]
+    order = [seeds[j % len(seeds)] for j in range(rows)]
+
+    def stacked(trees, like, what):
+        if jax.tree.structure(trees[0]) != jax.tree.structure(like):
+            raise UniImbError(f"{workdir / SELECTED_DIR}: the saved {what} do not have the "
+                              f"structure of method {run.cfg.method!r}'s model")
+        return jax.tree.map(
+            lambda old, *xs: jax.device_put(np.stack([np.asarray(x) for x in xs]).astype(
+                old.dtype), old.sharding), like, *trees)
+
+    return state._replace(
+        best_params=stacked([run.variables[s]["params"] for s in order], state.best_params,
+                            "parameters"),
+        best_batch_stats=stacked([run.variables[s]["batch_stats"] for s in order],
+                                 state.best_batch_stats, "batch statistics"),
+        best_method_state=stacked([run.protos[s] for s in order], state.best_method_state,
+                                  "method state"),
+    )
 
 
 def evaluation_table(result: dict[str, Any], order: str = "all") -> str:

@@ -24,7 +24,7 @@ from uniimb_jax.data import batching, device_batching
 from uniimb_jax.data import splits as splits_lib
 from uniimb_jax.data.dataset import GraphDataset, without_self_loops
 from uniimb_jax.data.features import compute_features
-from uniimb_jax.data.splits import Split, make_split, make_splits
+from uniimb_jax.data.splits import Split, make_split, make_splits, topology_boundary
 from uniimb_jax.errors import ConfigError, SplitError
 from uniimb_jax.methods import get_method
 from uniimb_jax.train import sharding as sharding_lib
@@ -323,6 +323,12 @@ class PreparedRun:
     # The seed mesh (None: one device, unsharded). With a mesh, seed_data and the state have
     # S_pad = ceil(runs / devices) * devices rows; rows [runs:] are padding (see sharding.py).
     mesh: Optional[Any] = None
+
+    @functools.cached_property
+    def size_boundary(self) -> Optional[int]:
+        """Node count above which a graph is a head graph in the head/tail scores
+        (:func:`~uniimb_jax.data.splits.topology_boundary`); None for an empty dataset."""
+        return topology_boundary(self.dataset)[0] if self.dataset.num_graphs else None
 
     @functools.cached_property
     def engine(self) -> Engine:

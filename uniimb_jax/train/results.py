@@ -17,6 +17,82 @@ SUMMARY_METRICS = ("macro_f1", "micro_f1", "balanced_accuracy", "g_mean", "auroc
 # (docs/methods/g2gnn.md).
 EVALUATIONS = {"official": "test", "shuffled": "test_shuffled", "independent": "test_independent",
                "inductive": "test_inductive"}
+# Scores of the head (large) and tail (small) test graphs, split at the topology protocol's
+# size boundary (data.splits.topology_boundary) in every run, whatever its imbalance.
+SIZE_GROUPS = ("head", "tail")
+SIZE_GROUP_METRICS = ("accuracy", "macro_f1", "balanced_accuracy")
+SIZE_BOUNDARY_RULE = ("head graphs have more nodes than the node count at position "
+                      "int(0.2 * G) of the dataset's graphs sorted by size, descending "
+                      "(the topology split's boundary, docs/evaluation.md)")
+
+
+def group_scores(cm: Any) -> dict[str, Any]:
+    """Scores of one group of graphs from its ``[C, C]`` confusion matrix, in percent.
+
+    ``accuracy``; ``macro_f1`` over the classes present among the group's true or predicted
+    labels (scikit-learn ``f1_score(average="macro")`` with its default labels: a group
+    holding one class is not averaged with 0 for a class it lacks); ``balanced_accuracy``
+    over the classes present (``balanced_accuracy_score``); ``graphs``: how many. Scores
+    are NaN for an empty group.
+    """
+    cm = np.asarray(cm, np.float64)
+    n = float(cm.sum())
+    if n == 0:
+        return {"graphs": 0, **{m: float("nan") for m in SIZE_GROUP_METRICS}}
+    tp = np.diagonal(cm)
+    support, predicted = cm.sum(axis=1), cm.sum(axis=0)
+    observed = support + predicted > 0
+    present = support > 0
+    f1 = 2.0 * tp[observed] / (support[observed] + predicted[observed])
+    return {"graphs": int(n),
+            "accuracy": float(100.0 * tp.sum() / n),
+            "macro_f1": float(100.0 * f1.mean()),
+            "balanced_accuracy": float(100.0 * np.mean(tp[present] / support[present]))}
+
+
+def head_tail_scores(confusion: Any, head_confusion: Any) -> dict[str, dict[str, Any]]:
+    """``{"head": group_scores, "tail": group_scores}`` of one evaluation of one seed."""
+    head = np.asarray(head_confusion)
+    return {"head": group_scores(head), "tail": group_scores(np.asarray(confusion) - head)}
+
+
+def size_group_summary(records: list[dict[str, Any]],
+                       evaluation: Optional[str] = None) -> Optional[dict[str, Any]]:
+    """Mean ± std over the seeds that did not diverge of each head/tail score (of the
+    reported test scores, or of ``evaluation``'s), and the mean number of graphs per group;
+    None when the records have no head/tail scores."""
+    def scores(r):
+        return r if evaluation is None else (r.get("evaluations") or {}).get(evaluation, {})
+
+    kept = [scores(r) for r in records if not r.get("diverged") and "head" in scores(r)]
+    if not kept:
+        return None
+    out: dict[str, Any] = {}
+    for group in SIZE_GROUPS:
+        out[group] = {"graphs": float(np.mean([k[group]["graphs"] for k in kept]))}
+        for m in SIZE_GROUP_METRICS:
+            vals = np.array([k[group][m] for k in kept], np.float64)
+            finite = vals[np.isfinite(vals)]
+            out[group][m] = {"mean": float(np.mean(finite)) if finite.size else float("nan"),
+                             "std": float(np.std(finite)) if finite.size else float("nan"),
+                             "n": int(finite.size)}
+    return out
+
+
+def size_groups(records: list[dict[str, Any]], boundary_size: Optional[int]) -> Optional[dict]:
+    """``results.json``'s ``size_groups``: the boundary, its rule, and the head/tail summary
+    of the reported scores and of each evaluation a method has; None without head/tail
+    scores."""
+    reported = size_group_summary(records)
+    if reported is None:
+        return None
+    out = {"boundary_size": boundary_size, "rule": SIZE_BOUNDARY_RULE, **reported}
+    modes = [m for m in (records[0].get("evaluations") or {})]
+    evaluations = {m: size_group_summary(records, m) for m in modes}
+    evaluations = {m: v for m, v in evaluations.items() if v is not None}
+    if evaluations:
+        out["evaluations"] = evaluations
+    return out
 
 
 def machine_description() -> str:
@@ -112,15 +188,24 @@ def per_seed_records(seeds: list[int], scores: dict[str, Any]) -> list[dict[str,
         rec["epochs_run"] = int(epochs_run[i])
         rec["diverged"] = bool(diverged[i])
         rec["test_confusion"] = np.asarray(test["confusion"][i]).tolist()
+        if "head_confusion" in test:
+            rec["test_head_confusion"] = np.asarray(test["head_confusion"][i]).tolist()
+            rec.update(head_tail_scores(test["confusion"][i], test["head_confusion"][i]))
         extra = {}
         for mode, key in EVALUATIONS.items():
             if key in scores and key != "test":
                 ev = jax.tree.map(np.asarray, scores[key])
                 extra[mode] = {m: float(100.0 * ev[m][i]) for m in SUMMARY_METRICS}
                 extra[mode]["test_loss"] = float(ev["loss"][i])
+                if "head_confusion" in ev:
+                    extra[mode].update(head_tail_scores(ev["confusion"][i],
+                                                        ev["head_confusion"][i]))
         if extra:
             rec["evaluations"] = {"official": {m: rec[m] for m in SUMMARY_METRICS}, **extra}
             rec["evaluations"]["official"]["test_loss"] = rec["test_loss"]
+            for group in SIZE_GROUPS:
+                if group in rec:
+                    rec["evaluations"]["official"][group] = rec[group]
         records.append(rec)
     return records
 
@@ -170,6 +255,26 @@ def per_class_table(results: dict[str, Any]) -> str:
         lines.append(f"| {c} | {support[:, c].mean():.0f} | {f1[:, c].mean():.2f} ± "
                      f"{f1[:, c].std():.2f} | {recall[:, c].mean():.2f} ± "
                      f"{recall[:, c].std():.2f} |")
+    return "\n".join(lines)
+
+
+def size_group_table(results: dict[str, Any]) -> str:
+    """Markdown: test scores on head and on tail graphs (mean ± std over seeds), for the
+    reported scores and each evaluation of the method; empty without ``size_groups``."""
+    groups = results.get("size_groups")
+    if not groups:
+        return ""
+    rows = [("reported", groups)]
+    rows += [(mode, g) for mode, g in (groups.get("evaluations") or {}).items()
+             if mode != "official"]
+    lines = ["| evaluation | group | test graphs (mean) | accuracy | Macro-F1 | "
+             "balanced accuracy |", "|---|---|---|---|---|---|"]
+    for mode, g in rows:
+        for group in SIZE_GROUPS:
+            cells = [f"{g[group][m]['mean']:.2f} ± {g[group][m]['std']:.2f}"
+                     for m in SIZE_GROUP_METRICS]
+            lines.append(f"| {mode} | {group} | {g[group]['graphs']:.0f} | "
+                         + " | ".join(cells) + " |")
     return "\n".join(lines)
 
 
@@ -271,6 +376,11 @@ def markdown_table(results: dict[str, Any]) -> str:
     per_class = per_class_table(results)
     if per_class:
         lines += ["", "Per class (test, mean ± std over seeds):", "", per_class]
+    sizes = size_group_table(results)
+    if sizes:
+        b = results["size_groups"].get("boundary_size")
+        lines += ["", f"Head (more than {b} nodes) and tail graphs of the test set, mean ± std "
+                  "over seeds:", "", sizes]
     ev = results.get("evaluations")
     if ev:
         n = max((e["macro_f1"].get("n", 0) for e in ev.values()), default=0)
