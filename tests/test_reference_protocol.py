@@ -192,6 +192,25 @@ def test_every_uniimb_run_reports_three_evaluations(tmp_path):
     assert from_selected["epoch"] is None
     assert from_selected["per_seed"] == again["per_seed"]
     assert from_selected["size_groups"] == again["size_groups"]
+    # A results.json written before head/tail scores gains them, identical to a new run's.
+    on_disk = json.loads((tmp_path / "results.json").read_text())
+    old = json.loads(json.dumps(on_disk))
+    del old["size_groups"]
+    for rec in old["per_seed"]:
+        for key in ("head", "tail", "test_head_confusion"):
+            del rec[key]
+        for ev in rec["evaluations"].values():
+            ev.pop("head"), ev.pop("tail")
+    tampered = json.loads(json.dumps(old))
+    tampered["per_seed"][1]["macro_f1"] += 1.0
+    (tmp_path / "results.json").write_text(json.dumps(tampered))
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli.main(["evaluate", "--workdir", str(tmp_path), "--add-head-tail"]) == 2
+    assert json.loads((tmp_path / "results.json").read_text()) == tampered
+    (tmp_path / "results.json").write_text(json.dumps(old))
+    with contextlib.redirect_stdout(io.StringIO()):
+        assert cli.main(["evaluate", "--workdir", str(tmp_path), "--add-head-tail"]) == 0
+    assert json.loads((tmp_path / "results.json").read_text()) == on_disk
     gin = train(smoke_config(method="gin-upsample", runs=1, epochs=1), progress=False,
                 log=lambda s: None)
     assert gin["evaluations"] is None and "evaluations" not in gin["per_seed"][0]

@@ -189,6 +189,10 @@ def build_parser() -> argparse.ArgumentParser:
                          "kernel neighbours from the training graphs only (G2GNN) (default: all "
                          "the method has)")
     ev.add_argument("--json", action="store_true", help="print per-seed records as JSON")
+    ev.add_argument("--add-head-tail", action="store_true",
+                    help="write the head/tail scores into the run's results.json (for a run "
+                         "finished before they existed), after checking that the selected "
+                         "models reproduce its reported per-seed scores")
     _add_data_args(ev)
 
     pr = sub.add_parser("predict", help="class probabilities of a run's selected models on graphs",
@@ -330,6 +334,11 @@ def cmd_evaluate(args) -> int:
 
     result = evaluate_run(args.workdir, data_dir=args.data_dir, cache_dir=args.cache_dir,
                           download=not args.offline)
+    if args.add_head_tail:
+        from uniimb_jax.train.evaluate import add_head_tail
+
+        path = add_head_tail(args.workdir, result)
+        print(f"head/tail scores written into {path}")
     if args.json:
         print(json.dumps({"epoch": result["epoch"], "per_seed": result["per_seed"],
                           "evaluations": result["evaluations"],

@@ -22,7 +22,7 @@ from uniimb_jax.train.checkpoint import Checkpointer
 from uniimb_jax.train.prepare import prepare_run
 from uniimb_jax.train.sweep import Sweep
 from uniimb_jax.train.trained import SELECTED_DIR, load_run
-from uniimb_jax.train.workdir import load_config, previous_results
+from uniimb_jax.train.workdir import load_config, previous_results, write_json_atomic
 
 ORDERS = tuple(results_lib.EVALUATIONS)
 
@@ -114,6 +114,45 @@ def with_selected_models(state: Any, workdir: pathlib.Path, seeds: list[int]) ->
         best_method_state=stacked([run.protos[s] for s in order], state.best_method_state,
                                   "method state"),
     )
+
+
+def add_head_tail(workdir: str, result: dict[str, Any], tolerance: float = 1e-3) -> pathlib.Path:
+    """Writes ``result``'s head/tail scores (:func:`evaluate_run` of ``workdir``) into the
+    run's ``results.json``: each seed's ``head``, ``tail``, ``test_head_confusion`` (and per
+    evaluation), and ``size_groups``. Returns the file's path.
+
+    Raises:
+      UniImbError: no ``results.json``, no head/tail scores in ``result``, or a seed whose
+        re-scored test confusion matrix or Macro-F1 (within ``tolerance`` points) differs
+        from the reported one: the models are not the ones that produced the file.
+    """
+    wd = pathlib.Path(workdir)
+    finished = previous_results(wd)
+    if finished is None:
+        raise UniImbError(f"{wd / 'results.json'} does not exist (or is not JSON): the run "
+                          "has not finished")
+    if not result.get("size_groups"):
+        raise UniImbError(f"{wd}: the re-evaluation has no head/tail scores")
+    fresh = {r["seed"]: r for r in result["per_seed"]}
+    for rec in finished["per_seed"]:
+        new = fresh.get(rec["seed"])
+        if (new is None or new["test_confusion"] != rec.get("test_confusion")
+                or abs(new["macro_f1"] - rec["macro_f1"]) > tolerance):
+            raise UniImbError(
+                f"{wd}: seed {rec['seed']}'s selected model scores "
+                f"{None if new is None else round(new['macro_f1'], 4)} Macro-F1 now, "
+                f"{rec['macro_f1']:.4f} in results.json: not the models of this file; "
+                "nothing written")
+        for key in ("head", "tail", "test_head_confusion"):
+            rec[key] = new[key]
+        for mode, scores in (rec.get("evaluations") or {}).items():
+            for group in results_lib.SIZE_GROUPS:
+                if group in new["evaluations"].get(mode, {}):
+                    scores[group] = new["evaluations"][mode][group]
+    finished["size_groups"] = results_lib.size_groups(finished["per_seed"],
+                                                     result["size_groups"]["boundary_size"])
+    write_json_atomic(wd / "results.json", finished)
+    return wd / "results.json"
 
 
 def evaluation_table(result: dict[str, Any], order: str = "all") -> str:
