@@ -35,6 +35,8 @@ if [ "$QUEUE" = baselines ]; then
   # B4 (issue 36). GIN on the topology split, the paper's Table 3 GIN row (the split is
   # class-balanced and not up-sampled, so gin-upsample trains a plain GIN there)
   run --table topology --datasets PROTEINS IMDB-MULTI --variants gin-upsample-g2gnn
+  # B5 (issue 37). ImGKB (IGL-Bench's TU settings), class imbalance
+  run --table class --datasets PROTEINS IMDB-MULTI --variants imgkb
   exit 0
 fi
 # 1. PROTEINS, class imbalance

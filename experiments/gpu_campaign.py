@@ -53,7 +53,8 @@ VARIANTS = (("uniimb-reference", "uniimb", "reference"),
             ("imbgnn", "imbgnn", "published"))
 # Baselines of the class table only (the paper has no G2GNN row under topology imbalance).
 CLASS_VARIANTS = (("g2gnn-remove-edge", "g2gnn", "remove-edge"),
-                  ("g2gnn-mask-node", "g2gnn", "mask-node"))
+                  ("g2gnn-mask-node", "g2gnn", "mask-node"),
+                  ("imgkb", "imgkb", "igl-bench"))
 KEEP = ("results.json", "metrics.jsonl", "config.json", "command.txt", "curves.png")
 
 

@@ -67,6 +67,8 @@ _MAIN_VARIANTS = (
     Variant("gin-reweight-g2gnn", "gin-reweight", "g2gnn", paper_row="GIN (re-weight)"),
     # ImbGNN (docs/methods/imbgnn.md): parse.py's defaults.
     Variant("imbgnn", "imbgnn", "published", paper_row="ImbGNN"),
+    # ImGKB (docs/methods/imgkb.md): IGL-Bench's TU settings.
+    Variant("imgkb", "imgkb", "igl-bench", paper_row="ImGKB"),
 )
 
 TABLES: dict[str, Table] = {

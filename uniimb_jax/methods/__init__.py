@@ -32,6 +32,7 @@ from uniimb_jax.methods.base import (
 )
 from uniimb_jax.methods.g2gnn import G2GNN
 from uniimb_jax.methods.imbgnn import IMBGNN
+from uniimb_jax.methods.imgkb import IMGKB
 from uniimb_jax.methods.gin import GIN, GIN_REWEIGHT, GIN_UPSAMPLE
 from uniimb_jax.methods.uniimb import UNIIMB
 
@@ -121,7 +122,7 @@ def load_plugins() -> list[str]:
     return loaded
 
 
-for _m in (UNIIMB, GIN, GIN_UPSAMPLE, GIN_REWEIGHT, G2GNN, IMBGNN):
+for _m in (UNIIMB, GIN, GIN_UPSAMPLE, GIN_REWEIGHT, G2GNN, IMBGNN, IMGKB):
     register(_m)
 
 __all__ = [

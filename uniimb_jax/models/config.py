@@ -33,7 +33,7 @@ from typing import Any, Optional
 
 from uniimb_jax.errors import ConfigError, check_choice
 
-METHODS = ("uniimb", "gin", "g2gnn", "imbgnn")
+METHODS = ("uniimb", "gin", "g2gnn", "imbgnn", "imgkb")
 BACKBONES = ("gin", "gcn", "sage")
 PERTURBATIONS = ("off", "reference", "corrected")
 U_DISTRIBUTIONS = ("uniform", "zipf", "exponential", "poisson")
@@ -98,6 +98,12 @@ class ModelConfig:
       init: parameter initialisation, ``"flax"`` (flax's defaults: lecun-normal kernels,
         zero biases) or ``"torch"`` (PyTorch's: every Dense kernel and bias
         ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))``; :mod:`uniimb_jax.models.torch_init`).
+      hidden_graphs, hidden_graph_size, random_walk_steps: ImGKB's kernel layer, ``m``
+        learnt graphs of that many nodes compared by walks of 1..steps steps
+        (docs/methods/imgkb.md).
+      mi_weight: ImGKB's ``beta``, the weight of its mutual-information term.
+      class_balance_beta: ImGKB's class-balanced loss, ``(1 - b) / (1 - b^n_c)`` per class of
+        a batch.
     """
 
     method: str = "uniimb"
@@ -131,6 +137,11 @@ class ModelConfig:
     consistency_temperature: float = 0.5
     size_ratio: Optional[float] = None
     aug_ratio: Optional[float] = None
+    hidden_graphs: int = 6
+    hidden_graph_size: int = 4
+    random_walk_steps: int = 1
+    mi_weight: float = 0.3
+    class_balance_beta: float = 0.999
 
     @property
     def lap_feature_width(self) -> int:
@@ -173,6 +184,14 @@ class ModelConfig:
         for name in ("rwpe_steps", "lap_freqs", "knn_layers"):
             _int_at_least(name, getattr(self, name), 0)
         _int_at_least("kernel_neighbours", self.kernel_neighbours, 2)
+        _int_at_least("hidden_graph_size", self.hidden_graph_size, 2)
+        for name in ("hidden_graphs", "random_walk_steps"):
+            _int_at_least(name, getattr(self, name), 1)
+        if not _is_real(self.mi_weight) or self.mi_weight < 0:
+            raise ConfigError(f"mi_weight={self.mi_weight!r} is out of range; expected >= 0")
+        if not (_is_real(self.class_balance_beta) and 0.0 <= self.class_balance_beta < 1.0):
+            raise ConfigError(f"class_balance_beta={self.class_balance_beta!r} is out of "
+                              "range; expected 0 <= value < 1")
         _int_at_least("views", self.views, 1)
         _real_in("edge_drop", self.edge_drop, 0.0, 1.0)
         _real_in("node_mask", self.node_mask, 0.0, 1.0)
