@@ -7,9 +7,9 @@ needs torch, torch_geometric, torch_scatter, torch_sparse and grakel (``--python
 script under another interpreter). The published modules are imported unchanged; around
 them, as for G2GNN (``benchmarks/official_g2gnn.py``): ``torch.load`` reads with
 ``weights_only=False`` (ImbGNN's ``dataset.py`` already expects today's three-valued
-``read_tu_data``), the TU files come from the local zip, and the kernel is grakel's ``ShortestPath(normalize=True)`` computed here (the
-repository's ``kernel/PROTEINS_SP.txt`` is not in the mirror; the code would download the
-dataset to compute it). ``torch_cluster``, imported by ``utils.py`` for ``random_walk`` only,
+``read_tu_data``), the TU files come from the local zip, and the kernel is grakel's
+``ShortestPath(normalize=True)`` computed here (the repository's ``kernel/PROTEINS_SP.txt``
+is not in the mirror; the code would download the dataset to compute it). ``torch_cluster``, imported by ``utils.py`` for ``random_walk`` only,
 which no code path of a run calls, is replaced by a module whose ``random_walk`` raises.
 
 The set-up of ``main.py``'s ``__main__`` block is repeated in our words: graph sizes and the

@@ -3,9 +3,11 @@
 Restores the newest checkpoint of a work directory (the selected, lowest-validation-loss
 variables of every seed live in it) or, once the checkpoints are gone (``run_table.py``
 deletes them after a cell finishes), the run's ``selected/`` models; rebuilds the run's data
-from its ``config.json`` and scores the selected models on the test set under the evaluations of docs/evaluation.md:
-``official`` (the run's own batching and inference), ``shuffled`` (the same graphs in a
-random order) and ``independent`` (prototype values from the EMA, batch-independent).
+from its ``config.json`` and scores the selected models on the test set under the
+evaluations of docs/evaluation.md: ``official`` (the run's own batching and inference),
+``shuffled`` (the same graphs in a random order) and ``independent`` (prototype values from
+the EMA, batch-independent), with head/tail scores (``uniimb evaluate --add-head-tail``
+writes them into a ``results.json`` that predates them).
 """
 
 from __future__ import annotations
@@ -50,7 +52,7 @@ def evaluate_run(
     prep = prepare_run(cfg, data_dir=data_dir, cache_dir=cache_dir, download=download)
     sweep = Sweep(prep)
     state = sweep.init(prep.seed_data, prep.device_data)
-    epoch = None
+    epoch, restored = None, None
     if has_checkpoints:
         ckpt = Checkpointer(wd / "checkpoints")
         try:
@@ -59,7 +61,7 @@ def evaluate_run(
             ckpt.close()
         if restored is None and not has_selected:
             raise UniImbError(f"no restorable checkpoint in {wd / 'checkpoints'}")
-    if has_checkpoints and restored is not None:
+    if restored is not None:
         _, state, meta = restored
         epoch = int(meta["epoch"])
     else:
