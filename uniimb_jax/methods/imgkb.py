@@ -1,6 +1,6 @@
-"""ImGKB ("Imbalanced Graph Classification via Graph-of-Graph Kernel Bottleneck"... the
-kernel-bottleneck method of ``Tommtang/ImGKB``, CIKM 2023; docs/methods/imgkb.md) as
-IGL-Bench runs it on TU datasets (``RingBDStack/IGL-Bench``,
+"""ImGKB ("Where to Find Fascinating Inter-Graph Supervision: Imbalanced Graph
+Classification with Kernel Information Bottleneck", code ``Tommtang/ImGKB``;
+docs/methods/imgkb.md) as IGL-Bench runs it on TU datasets (``RingBDStack/IGL-Bench``,
 ``IGL_Bench/algorithm/ImGKB`` and ``config/graph/class/ImGKB.yml``).
 
 Model: :class:`~uniimb_jax.models.imgkb.ImGKBModel`. Loss: the class-balanced
