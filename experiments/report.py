@@ -241,8 +241,10 @@ def size_group_lines(table: Table, cells: dict) -> list[str]:
             *rows,
         ]
     if missing:
-        lines += ["", "Not measured (the cell predates head/tail scores and its selected "
-                  "models were not kept): " + ", ".join(missing) + "."]
+        lines += ["", "Not measured (trained before head/tail scores existed; `uniimb "
+                  "evaluate --add-head-tail` adds them where the cell's `selected/` models "
+                  "were kept, which the cells committed before them did not): "
+                  + ", ".join(missing) + "."]
     return lines
 
 
