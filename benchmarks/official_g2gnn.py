@@ -64,10 +64,52 @@ def shortest_path_kernel(data):
     return torch.tensor(ShortestPath(normalize=True).fit_transform(graphs))
 
 
+def published_loaders(dataset_cls, train_data, val_data, data, args):
+    """``(train_loader, val_loader)`` as G2GNN's and ImbGNN's ``main.run`` build them:
+    ``dataset_cls`` (their ``Dataset_knn_aug`` / ``Dataset_imb``) over the up-sampled lists,
+    the training loader shuffled, both collating with the dataset's ``collate_batch``."""
+    from torch.utils.data import DataLoader
+
+    tr, va = dataset_cls(train_data, data, args), dataset_cls(val_data, data, args)
+    return (DataLoader(tr, batch_size=args.batch_size, shuffle=True, collate_fn=tr.collate_batch),
+            DataLoader(va, batch_size=args.batch_size, shuffle=False,
+                       collate_fn=va.collate_batch))
+
+
+def time_published_epochs(learn, encoder, classifier, train_loader, val_loader, args,
+                          epochs: int) -> list[float]:
+    """Seconds of each of ``epochs`` epochs of the published loop (G2GNN, ImbGNN): one Adam
+    per module (``args.lr``, ``args.weight_decay``), ``learn.train`` then ``learn.eval`` on
+    the validation loader."""
+    import torch
+
+    opt_e = torch.optim.Adam(encoder.parameters(), lr=args.lr, weight_decay=args.weight_decay)
+    opt_c = torch.optim.Adam(classifier.parameters(), lr=args.lr,
+                             weight_decay=args.weight_decay)
+    times = []
+    for _ in range(epochs):
+        t = time.perf_counter()
+        learn.train(encoder, classifier, train_loader, opt_e, opt_c, args)
+        learn.eval(encoder, classifier, val_loader, args)
+        times.append(time.perf_counter() - t)
+    return times
+
+
+def epoch_summary(times: list[float]) -> dict:
+    """The first epoch apart, the median and mean of the others, and torch's version and
+    thread count: the figures every ``official_*.py`` benchmark reports."""
+    import numpy as np
+    import torch
+
+    steady = times[1:]
+    return {"first_epoch_s": times[0], "s_per_seed_epoch": float(np.median(steady)),
+            "steady_mean_s": float(np.mean(steady)), "torch": torch.__version__,
+            "threads": torch.get_num_threads()}
+
+
 def measure(code: str, data_dir: str, dataset: str, preset: str, epochs: int) -> dict:
     import functools
 
-    import numpy as np
     import torch
     import torch_geometric.io as pyg_io
     import torch_geometric.transforms as T
@@ -82,7 +124,6 @@ def measure(code: str, data_dir: str, dataset: str, preset: str, epochs: int) ->
     import model as g2_model
     import parse
     import utils
-    from torch.utils.data import DataLoader
 
     sys.argv = ["main.py", f"--dataset={dataset}", "--imb_ratio=0.9", "--setting=knn_aug",
                 "--num_train=300", "--num_val=300", f"--epochs={epochs}", *ARGS[preset]]
@@ -105,29 +146,14 @@ def measure(code: str, data_dir: str, dataset: str, preset: str, epochs: int) ->
         train_data, val_data, _ = g2_dataset.shuffle(data, args.c_train_num, args.c_val_num,
                                                      args.y)
         train_data, val_data = utils.upsample(train_data), utils.upsample(val_data)
-        tr = dataprocess.Dataset_knn_aug(train_data, data, args)
-        va = dataprocess.Dataset_knn_aug(val_data, data, args)
-        train_loader = DataLoader(tr, batch_size=args.batch_size, shuffle=True,
-                                  collate_fn=tr.collate_batch)
-        val_loader = DataLoader(va, batch_size=args.batch_size, shuffle=False,
-                                collate_fn=va.collate_batch)
-        encoder, classifier = g2_model.GIN(args), g2_model.MLP_Classifier(args)
-        opt_e = torch.optim.Adam(encoder.parameters(), lr=args.lr,
-                                 weight_decay=args.weight_decay)
-        opt_c = torch.optim.Adam(classifier.parameters(), lr=args.lr,
-                                 weight_decay=args.weight_decay)
-        times = []
-        for _ in range(epochs):
-            t = time.perf_counter()
-            learn.train(encoder, classifier, train_loader, opt_e, opt_c, args)
-            learn.eval(encoder, classifier, val_loader, args)
-            times.append(time.perf_counter() - t)
+        loaders = published_loaders(dataprocess.Dataset_knn_aug, train_data, val_data, data,
+                                     args)
+        times = time_published_epochs(learn, g2_model.GIN(args), g2_model.MLP_Classifier(args),
+                                      *loaders, args, epochs)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    steady = times[1:]
-    return {"dataset": dataset, "preset": preset, "epochs": epochs, "first_epoch_s": times[0],
-            "s_per_seed_epoch": float(np.median(steady)), "steady_mean_s": float(np.mean(steady)),
-            "kernel_s": kernel_s, "torch": torch.__version__, "threads": torch.get_num_threads()}
+    return {"dataset": dataset, "preset": preset, "epochs": epochs, **epoch_summary(times),
+            "kernel_s": kernel_s}
 
 
 def main(argv=None) -> int:

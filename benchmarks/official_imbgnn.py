@@ -37,7 +37,13 @@ import types
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from official_g2gnn import _prepare_root, shortest_path_kernel  # noqa: E402
+from official_g2gnn import (  # noqa: E402
+    _prepare_root,
+    epoch_summary,
+    published_loaders,
+    shortest_path_kernel,
+    time_published_epochs,
+)
 
 
 def _no_torch_cluster() -> None:
@@ -63,7 +69,6 @@ def measure(code: str, data_dir: str, dataset: str, epochs: int) -> dict:
     import model as imb_model
     import parse
     import utils
-    from torch.utils.data import DataLoader
     from torch_geometric.utils import degree
 
     sys.argv = ["main.py", f"--dataset={dataset}", "--imb_ratio=0.9", "--num_train=300",
@@ -100,31 +105,13 @@ def measure(code: str, data_dir: str, dataset: str, epochs: int) -> dict:
         train_data, val_data, _ = imb_dataset.shuffle(data, args.c_train_num, args.c_val_num,
                                                       args.y)
         train_data, val_data = utils.upsample(train_data), utils.upsample(val_data)
-        tr = dataprocess.Dataset_imb(train_data, data, args)
-        va = dataprocess.Dataset_imb(val_data, data, args)
-        train_loader = DataLoader(tr, batch_size=args.batch_size, shuffle=True,
-                                  collate_fn=tr.collate_batch)
-        val_loader = DataLoader(va, batch_size=args.batch_size, shuffle=False,
-                                collate_fn=va.collate_batch)
-        encoder = imb_model.GIN(args, use_drop=args.use_drop)
-        classifier = imb_model.MLP_Classifier(args)
-        opt_e = torch.optim.Adam(encoder.parameters(), lr=args.lr,
-                                 weight_decay=args.weight_decay)
-        opt_c = torch.optim.Adam(classifier.parameters(), lr=args.lr,
-                                 weight_decay=args.weight_decay)
-        times = []
-        for _ in range(epochs):
-            t = time.perf_counter()
-            learn.train(encoder, classifier, train_loader, opt_e, opt_c, args)
-            learn.eval(encoder, classifier, val_loader, args)
-            times.append(time.perf_counter() - t)
+        loaders = published_loaders(dataprocess.Dataset_imb, train_data, val_data, data, args)
+        times = time_published_epochs(learn, imb_model.GIN(args, use_drop=args.use_drop),
+                                      imb_model.MLP_Classifier(args), *loaders, args, epochs)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    steady = times[1:]
-    return {"dataset": dataset, "method": "imbgnn", "epochs": epochs,
-            "first_epoch_s": times[0], "s_per_seed_epoch": float(np.median(steady)),
-            "steady_mean_s": float(np.mean(steady)), "kernel_s": kernel_s,
-            "torch": torch.__version__, "threads": torch.get_num_threads()}
+    return {"dataset": dataset, "method": "imbgnn", "epochs": epochs, **epoch_summary(times),
+            "kernel_s": kernel_s}
 
 
 def main(argv=None) -> int:

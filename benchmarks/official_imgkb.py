@@ -32,7 +32,7 @@ import types
 
 sys.path.insert(0, str(pathlib.Path(__file__).resolve().parent))
 
-from official_g2gnn import _prepare_root  # noqa: E402
+from official_g2gnn import _prepare_root, epoch_summary  # noqa: E402
 
 YAML = dict(n_layer=3, backbone="GIN", batch_size=128, lr=0.005, hidden_dim=96, dropout=0.5,
             weight_decay=0.0005, epoch=500, hidden_graphs=6, size_hidden_graphs=4,
@@ -87,11 +87,8 @@ def measure(code: str, data_dir: str, dataset: str, epochs: int, split_file=None
             times.append(time.perf_counter() - t)
     finally:
         shutil.rmtree(root, ignore_errors=True)
-    steady = times[1:]
     return {"dataset": dataset, "method": "imgkb (IGL-Bench)", "epochs": epochs,
-            "train_batches": loader.n_batches, "first_epoch_s": times[0],
-            "s_per_seed_epoch": float(np.median(steady)), "steady_mean_s": float(np.mean(steady)),
-            "torch": torch.__version__, "threads": torch.get_num_threads()}
+            "train_batches": loader.n_batches, **epoch_summary(times)}
 
 
 def main(argv=None) -> int:
