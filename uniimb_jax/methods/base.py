@@ -144,6 +144,28 @@ def inverse_frequency_weights(labels: np.ndarray, num_classes: int) -> np.ndarra
     return w.astype(np.float32)
 
 
+def batch_weighted_loss(logits, labels, mask, weight_of_count) -> jax.Array:
+    """``[n]`` a cross-entropy weighted per class from the batch's own class counts, per graph.
+
+    ``weight_of_count``: ``counts [C] -> [C]`` weights (only the classes present are read).
+    ``F.cross_entropy(weight=w)`` / ``nll_loss(weight=w)`` is ``sum_i w_{y_i} ce_i / sum_i
+    w_{y_i}``; returned as values ``n w_{y_i} ce_i / sum_j w_{y_j}`` whose mean over the
+    real graphs (``mask``) is that, 0 on padding. G2GNN's ``batch_reweight``
+    (:func:`uniimb_jax.methods.gin.batch_balanced_loss`) and ImGKB's class-balanced loss
+    (:func:`uniimb_jax.methods.imgkb.class_balanced_loss`) differ only in the weights.
+    """
+    import jax.numpy as jnp
+
+    c = logits.shape[-1]
+    safe = jnp.where(mask[:, None], logits, 0.0)
+    ce = -jnp.sum(jnp.where(labels[:, None] == jnp.arange(c), jax.nn.log_softmax(safe), 0.0),
+                  axis=-1)
+    counts = jnp.sum((labels[:, None] == jnp.arange(c)) & mask[:, None], axis=0)
+    w = jnp.where(mask, weight_of_count(counts)[jnp.clip(labels, 0, c - 1)], 0.0)
+    n = jnp.sum(mask)
+    return jnp.where(mask, n * w * ce / jnp.maximum(jnp.sum(w), 1e-12), 0.0)
+
+
 @dataclasses.dataclass(frozen=True)
 class Method:
     """A training rule the engine runs without knowing it (module docstring).

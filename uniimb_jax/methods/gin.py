@@ -22,6 +22,7 @@ from uniimb_jax.methods.base import (
     Method,
     Preset,
     apply_model_overrides,
+    batch_weighted_loss,
     with_upsampling,
 )
 from uniimb_jax.models.classifier import GraphClassifier
@@ -97,16 +98,9 @@ def batch_balanced_loss(logits, labels, mask, aux, cfg) -> jax.Array:
     """``[n]`` G2GNN's ``batch_reweight`` loss per graph: the NLL weighted by ``1 / (number of
     graphs of its class in the batch)`` (``learn.py``: ``nll_loss(weight=...)``, recomputed
     for every training and validation batch), as values whose mean over the batch's real
-    graphs (``mask``) is that weighted mean: ``n w_y ce / sum_j w_{y_j}``. ``aux``, ``cfg``
-    unused."""
-    c = logits.shape[-1]
-    safe = jnp.where(mask[:, None], logits, 0.0)
-    ce = -jnp.sum(jnp.where(labels[:, None] == jnp.arange(c), jax.nn.log_softmax(safe), 0.0),
-                  axis=-1)
-    counts = jnp.sum((labels[:, None] == jnp.arange(c)) & mask[:, None], axis=0)
-    w = jnp.where(mask, 1.0 / jnp.maximum(counts, 1)[jnp.clip(labels, 0, c - 1)], 0.0)
-    n = jnp.sum(mask)
-    return jnp.where(mask, n * w * ce / jnp.maximum(jnp.sum(w), 1e-12), 0.0)
+    graphs (``mask``) is that weighted mean
+    (:func:`~uniimb_jax.methods.base.batch_weighted_loss`). ``aux``, ``cfg`` unused."""
+    return batch_weighted_loss(logits, labels, mask, lambda counts: 1.0 / jnp.maximum(counts, 1))
 
 
 def _create_models(cfg: ModelConfig, num_classes: int) -> dict:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from uniimb_jax.methods.base import Method, Preset, apply_model_overrides
+from uniimb_jax.methods.base import Method, Preset, apply_model_overrides, batch_weighted_loss
 from uniimb_jax.models.config import ModelConfig
 from uniimb_jax.models.imgkb import ImGKBModel
 
@@ -52,22 +52,17 @@ def class_balanced_loss(logits, labels, mask, aux, cfg: ModelConfig) -> jax.Arra
 
     IGL-Bench's ``Loss(loss_type="cross_entropy")``: class weights from the batch's own
     counts, ``w_c = (1 - b) / (1 - b^{n_c})`` (normalised to sum to C, which the weighted
-    mean cancels), then ``F.cross_entropy(weight=w)`` = ``sum_i w_{y_i} ce_i / sum_i
-    w_{y_i}``; returned as values whose mean over the real graphs (``mask``) is that, like
-    :func:`uniimb_jax.methods.gin.batch_balanced_loss`. A class absent from the batch weighs
-    0 here; the published weights are then infinite and the loss NaN (a binary batch of one
-    class is dropped by its loader; docs/methods/imgkb.md). ``aux`` unused."""
-    c = logits.shape[-1]
+    mean cancels), then ``F.cross_entropy(weight=w)``, per graph as
+    :func:`~uniimb_jax.methods.base.batch_weighted_loss` returns it. A class absent from the
+    batch weighs 0 here; the published weights are then infinite and the loss NaN (a binary
+    batch of one class is dropped by its loader; docs/methods/imgkb.md). ``aux`` unused."""
     beta = cfg.class_balance_beta
-    safe = jnp.where(mask[:, None], logits, 0.0)
-    onehot = (labels[:, None] == jnp.arange(c)) & mask[:, None]
-    ce = -jnp.sum(jnp.where(onehot, jax.nn.log_softmax(safe), 0.0), axis=-1)
-    counts = jnp.sum(onehot, axis=0).astype(jnp.float32)
-    weights = jnp.where(counts > 0, (1.0 - beta) / jnp.maximum(1.0 - beta ** counts, 1e-30),
-                        0.0)
-    w = jnp.where(mask, weights[jnp.clip(labels, 0, c - 1)], 0.0)
-    n = jnp.sum(mask)
-    return jnp.where(mask, n * w * ce / jnp.maximum(jnp.sum(w), 1e-30), 0.0)
+
+    def weights(counts):
+        n = counts.astype(jnp.float32)
+        return jnp.where(n > 0, (1.0 - beta) / jnp.maximum(1.0 - beta ** n, 1e-30), 0.0)
+
+    return batch_weighted_loss(logits, labels, mask, weights)
 
 
 def loss(classification, aux, cfg: ModelConfig) -> jax.Array:
