@@ -26,6 +26,16 @@ SIZE_BOUNDARY_RULE = ("head graphs have more nodes than the node count at positi
                       "(the topology split's boundary, docs/evaluation.md)")
 
 
+def mean_std(values) -> dict[str, Any]:
+    """``{"mean", "std", "n"}`` of the finite ``values`` (numpy's std, ddof=0); NaN mean and
+    std when none is finite."""
+    vals = np.asarray(values, np.float64)
+    finite = vals[np.isfinite(vals)]
+    if not finite.size:
+        return {"mean": float("nan"), "std": float("nan"), "n": 0}
+    return {"mean": float(np.mean(finite)), "std": float(np.std(finite)), "n": int(finite.size)}
+
+
 def group_scores(cm: Any) -> dict[str, Any]:
     """Scores of one group of graphs from its ``[C, C]`` confusion matrix, in percent.
 
@@ -71,11 +81,7 @@ def size_group_summary(records: list[dict[str, Any]],
     for group in SIZE_GROUPS:
         out[group] = {"graphs": float(np.mean([k[group]["graphs"] for k in kept]))}
         for m in SIZE_GROUP_METRICS:
-            vals = np.array([k[group][m] for k in kept], np.float64)
-            finite = vals[np.isfinite(vals)]
-            out[group][m] = {"mean": float(np.mean(finite)) if finite.size else float("nan"),
-                             "std": float(np.std(finite)) if finite.size else float("nan"),
-                             "n": int(finite.size)}
+            out[group][m] = mean_std([k[group][m] for k in kept])
     return out
 
 
@@ -230,14 +236,10 @@ def with_host_metrics(results: dict[str, Any]) -> dict[str, Any]:
         changed = True
     if changed or ("summary" in res and "g_mean" not in res["summary"]):
         kept = [r for r in res.get("per_seed", []) if not r.get("diverged")]
-        vals = np.array([r.get("g_mean", np.nan) for r in kept], np.float64)
-        finite = vals[np.isfinite(vals)]
-        res.setdefault("summary", {})["g_mean"] = {
-            "mean": float(np.mean(finite)) if finite.size else float("nan"),
-            "std": float(np.std(finite)) if finite.size else float("nan"),
-            "n": int(finite.size)}
+        res.setdefault("summary", {})["g_mean"] = mean_std(
+            [r.get("g_mean", np.nan) for r in kept])
     for ev in (res.get("evaluations") or {}).values():
-        ev.setdefault("g_mean", {"mean": float("nan"), "std": float("nan"), "n": 0})
+        ev.setdefault("g_mean", mean_std([]))
     return res
 
 
@@ -295,11 +297,7 @@ def evaluation_summary(records: list[dict[str, Any]]) -> Optional[dict[str, Any]
         out[mode] = {}
         for m in SUMMARY_METRICS:
             # .get: records of runs written before a metric existed lack it.
-            vals = np.array([r["evaluations"][mode].get(m, np.nan) for r in kept], np.float64)
-            finite = vals[np.isfinite(vals)]
-            out[mode][m] = {"mean": float(np.mean(finite)) if finite.size else float("nan"),
-                            "std": float(np.std(finite)) if finite.size else float("nan"),
-                            "n": int(finite.size)}
+            out[mode][m] = mean_std([r["evaluations"][mode].get(m, np.nan) for r in kept])
         if mode != "official":
             a = np.array([r["evaluations"]["official"]["macro_f1"] for r in kept])
             b = np.array([r["evaluations"][mode]["macro_f1"] for r in kept])
@@ -351,13 +349,7 @@ def summarize(records: list[dict[str, Any]]) -> dict[str, dict[str, float]]:
         )
     summary = {}
     for m in SUMMARY_METRICS:
-        vals = np.array([r[m] for r in kept], dtype=np.float64)
-        finite = vals[np.isfinite(vals)]
-        summary[m] = {
-            "mean": float(np.mean(finite)) if finite.size else float("nan"),
-            "std": float(np.std(finite)) if finite.size else float("nan"),
-            "n": int(finite.size),
-        }
+        summary[m] = mean_std([r[m] for r in kept])
     return summary
 
 
