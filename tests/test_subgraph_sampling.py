@@ -6,24 +6,15 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
+from test_imbgnn import dataset as directed_dataset
 from uniimb_jax.data import subgraph_sampling as ss
 from uniimb_jax.data.dataset import GraphDataset
 
 
 def dataset(edge_lists, sizes) -> GraphDataset:
-    """Undirected graphs from local edge lists (both directions stored, sorted)."""
-    senders, receivers, node_off, edge_off = [], [], [0], [0]
-    for edges, n in zip(edge_lists, sizes):
-        base = node_off[-1]
-        both = sorted({(a, b) for a, b in edges} | {(b, a) for a, b in edges})
-        for s, r in both:
-            senders.append(base + s)
-            receivers.append(base + r)
-        node_off.append(base + n)
-        edge_off.append(len(senders))
-    return GraphDataset("hand", np.array(senders, np.int32), np.array(receivers, np.int32),
-                        np.array(node_off), np.array(edge_off),
-                        np.zeros(len(sizes), np.int32), np.array([0]))
+    """Undirected graphs from local edge lists: both directions of every edge, sorted (the
+    directed builder of tests/test_imbgnn.py)."""
+    return directed_dataset([list(e) + [(b, a) for a, b in e] for e in edge_lists], sizes)
 
 
 PATH5 = [(0, 1), (1, 2), (2, 3), (3, 4)]
