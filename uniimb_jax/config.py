@@ -28,7 +28,7 @@ CLASS_DEGREES = ("extreme", "medium", "low")
 TOPOLOGY_DEGREES = ("high", "mid", "low")
 SPLIT_PROTOCOLS = ("reference", "corrected")
 BUDGETS = ("worst", "quantile")
-SELECT_BY = ("val_loss", "val_macro_f1")
+SELECT_BY = ("val_loss", "val_macro_f1", "last_epoch")
 BATCHINGS = ("packed", "official", "dataloader")
 
 
@@ -185,11 +185,13 @@ def validate_config(cfg: TrainConfig, *, num_graphs: Optional[int] = None) -> No
     check_choice("batching", cfg.batching, BATCHINGS)
     check_choice("select_by", cfg.select_by, SELECT_BY)
     preset = _method(cfg.method).preset(cfg.preset)
-    if cfg.select_by != "val_loss" and preset.published:
+    if cfg.select_by != preset.select_by and preset.published:
+        kept = {"val_loss": "lowest-validation-loss", "last_epoch": "last",
+                "val_macro_f1": "highest-validation-Macro-F1"}[preset.select_by]
         raise ConfigError(
             f"select_by={cfg.select_by!r} is not valid with --preset {cfg.preset} of "
             f"{cfg.method}: it reproduces a published protocol, which keeps each seed's "
-            "lowest-validation-loss model; choose another preset (e.g. corrected)")
+            f"{kept} model; choose another preset (e.g. corrected)")
     if not isinstance(cfg.runs, int) or cfg.runs < 1:
         raise ConfigError(f"runs={cfg.runs!r} is out of range; expected an integer >= 1")
     _check_positive("epochs", cfg.epochs)
@@ -333,6 +335,37 @@ def make_config(
     except TypeError as err:
         raise ConfigError(f"unknown configuration field: {err}") from None
     return cfg
+
+
+# What a stage's run (methods.Stage) takes from the run it serves: the data, the splits, the
+# seeds and how they are computed; everything else comes from the stage's own preset.
+STAGE_SHARED_FIELDS = ("dataset", "imbalance", "degree", "split_protocol", "runs", "seed",
+                       "split_file", "synthetic_graphs", "seeds_per_group", "deterministic",
+                       "epochs_per_call", "budget", "budget_quantile")
+
+
+def stage_config(cfg: TrainConfig, stage: Any) -> TrainConfig:
+    """The configuration of ``stage`` (:class:`~uniimb_jax.methods.Stage`) of the run
+    ``cfg``: its method and preset's settings on ``cfg``'s dataset, splits and seeds
+    (:data:`STAGE_SHARED_FIELDS`), then the stage's own ``settings``.
+
+    Raises:
+      ConfigError: the stage's preset reads the graphs differently (self-loops) than the
+        run's, so the two would not see the same graphs.
+    """
+    shared = {k: getattr(cfg, k) for k in STAGE_SHARED_FIELDS}
+    shared.update(stage.settings)
+    out = make_config(cfg.dataset, cfg.imbalance, method=stage.method, preset=stage.preset,
+                      **{k: v for k, v in shared.items() if k not in ("dataset", "imbalance")})
+    mine = _method(cfg.method).preset(cfg.preset)
+    theirs = _method(stage.method).preset(stage.preset)
+    if (mine.drop_self_loops, mine.fixed_topology_split) != (
+            theirs.drop_self_loops, theirs.fixed_topology_split):
+        raise ConfigError(
+            f"stage {stage.name!r} ({stage.method}, preset {stage.preset}) reads the graphs or "
+            f"splits differently from {cfg.method} (preset {cfg.preset}): drop_self_loops / "
+            "fixed_topology_split must agree")
+    return out
 
 
 def config_from_dict(d: dict[str, Any]) -> TrainConfig:

@@ -23,6 +23,7 @@ from uniimb_jax.methods.base import (
     Evaluation,
     Method,
     Preset,
+    Stage,
     apply_model_overrides,
     inverse_frequency_weights,
     uniform_class_weights,
@@ -31,6 +32,12 @@ from uniimb_jax.methods.base import (
     with_upsampling,
 )
 from uniimb_jax.methods.g2gnn import G2GNN
+from uniimb_jax.methods.graphcl import (
+    GRAPHCL,
+    GRAPHCL_PRETRAIN,
+    GRAPHCL_REWEIGHT,
+    GRAPHCL_UPSAMPLE,
+)
 from uniimb_jax.methods.imbgnn import IMBGNN
 from uniimb_jax.methods.imgkb import IMGKB
 from uniimb_jax.methods.gin import GIN, GIN_REWEIGHT, GIN_UPSAMPLE
@@ -122,11 +129,12 @@ def load_plugins() -> list[str]:
     return loaded
 
 
-for _m in (UNIIMB, GIN, GIN_UPSAMPLE, GIN_REWEIGHT, G2GNN, IMBGNN, IMGKB):
+for _m in (UNIIMB, GIN, GIN_UPSAMPLE, GIN_REWEIGHT, G2GNN, IMBGNN, IMGKB, GRAPHCL_PRETRAIN,
+           GRAPHCL, GRAPHCL_UPSAMPLE, GRAPHCL_REWEIGHT):
     register(_m)
 
 __all__ = [
-    "Evaluation", "Method", "Preset", "apply_model_overrides", "inverse_frequency_weights",
+    "Evaluation", "Method", "Preset", "Stage", "apply_model_overrides", "inverse_frequency_weights",
     "uniform_class_weights", "with_class_weights", "with_classification_loss",
     "with_upsampling", "register", "unregister", "get_method", "method_names",
     "all_preset_names", "describe", "load_plugins",

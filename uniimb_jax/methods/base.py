@@ -29,6 +29,10 @@ after a step / an epoch       :attr:`Method.after_step`, :attr:`Method.after_epo
 prediction                    ``model.apply(variables, batch, method_state, train=False)``
                               -> ``(logits [n_graph, C], aux)``
 extra evaluations             :attr:`Method.evaluations` (beside the official test score)
+stages                        :attr:`Method.stages`: models trained first, each a run of a
+                              registered method (its own work directory ``stages/<name>``,
+                              resumable); their selected variables reach
+                              :attr:`Method.init_state` as ``previous``
 ============================  ==============================================================
 
 Every module's ``__call__`` takes ``(batch, method_state, *, train)`` and returns
@@ -71,6 +75,8 @@ class Preset:
         (each seed's lowest-validation-loss model): ``select_by`` cannot change it.
       needs_settings_row: the run needs the per-dataset row of
         :data:`uniimb_jax.config.PRESET_TABLE` (else a dataset without a row is refused).
+      select_by: the model selection of a published preset (``"val_loss"``, or
+        ``"last_epoch"`` for code that keeps its last model, e.g. GraphCL's pre-training).
     """
 
     name: str
@@ -80,6 +86,7 @@ class Preset:
     fixed_topology_split: bool = False
     needs_settings_row: bool = True
     published: bool = False
+    select_by: str = "val_loss"
 
 
 @dataclasses.dataclass(frozen=True)
@@ -103,6 +110,28 @@ class Evaluation:
     model: str
     stream: int
     inductive: bool = False
+
+
+@dataclasses.dataclass(frozen=True)
+class Stage:
+    """A model trained before the method's own (SOLT-GNN's first GIN, GraphCL's
+    pre-trained encoder): a run of the registered method ``method`` with its preset
+    ``preset``, on the same dataset, imbalance, seeds and splits, in the work directory
+    ``stages/<name>`` of the method's run (resumable like any run). Each seed's selected
+    variables (``{"params", "batch_stats", "method_state"}``) reach the method's
+    :attr:`Method.init_state` as ``previous[name]``.
+
+    Attributes:
+      name: the stage's key in ``previous`` and its directory name.
+      method, preset: the registered method and preset that train it.
+      settings: run settings that replace the preset's (``TrainConfig`` fields, e.g.
+        ``{"epochs": 2}`` for a short test of a staged method).
+    """
+
+    name: str
+    method: str
+    preset: str
+    settings: Mapping[str, Any] = dataclasses.field(default_factory=dict)
 
 
 def _identity_step(state, aux, model_cfg):
@@ -184,7 +213,10 @@ class Method:
         default one's parameters.
       init_state: ``(ModelConfig, key) -> pytree``: the method's own state (no gradient) at
         the start of a seed; ``key`` is that seed's own (a choice drawn once per run, e.g.
-        ImbGNN's per-graph augmentation flags, is drawn from it or kept as it).
+        ImbGNN's per-graph augmentation flags, is drawn from it or kept as it). A method
+        with :attr:`stages` is called ``(ModelConfig, key, previous)``, ``previous`` the
+        seed's ``{stage name: selected variables}``, or ``None`` where only the state's
+        structure is wanted; it then returns ``None`` (the saved state is read as saved).
       classification_loss: ``(logits [n, C], labels [n] int, mask [n] bool, class_weights
         [C]) -> []``: the mean loss over the real rows (``mask``; padding rows may hold NaN
         logits); default the class-weighted cross-entropy
@@ -214,6 +246,7 @@ class Method:
         graphs, in place of :attr:`classification_loss`; class weights unused) and the
         validation loss (in place of the cross-entropy of ``logits``), so that a batch's
         loss is its mean over the batch's graphs, as the published batch losses.
+      stages: :class:`Stage` s trained before this method, in order (none: one stage).
     """
 
     name: str
@@ -232,6 +265,7 @@ class Method:
     dataset_arrays: Callable[..., dict] = _no_arrays
     batch_graphs: Optional[Callable[..., jax.Array]] = None
     graph_loss: Optional[Callable[..., jax.Array]] = None
+    stages: tuple[Stage, ...] = ()
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:

@@ -33,7 +33,7 @@ from typing import Any, Optional
 
 from uniimb_jax.errors import ConfigError, check_choice
 
-METHODS = ("uniimb", "gin", "g2gnn", "imbgnn", "imgkb")
+METHODS = ("uniimb", "gin", "g2gnn", "imbgnn", "imgkb", "graphcl")
 BACKBONES = ("gin", "gcn", "sage")
 PERTURBATIONS = ("off", "reference", "corrected")
 U_DISTRIBUTIONS = ("uniform", "zipf", "exponential", "poisson")
@@ -42,6 +42,7 @@ INFERENCES = ("reference", "corrected")
 LAPPE_FORMS = ("reference", "corrected")
 INITS = ("flax", "torch")
 CLASSIFIERS = ("linear", "mlp")
+GRAPHCL_AUGMENTATIONS = ("random4", "drop_nodes", "permute_edges", "subgraph", "mask_nodes")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -104,6 +105,10 @@ class ModelConfig:
       mi_weight: ImGKB's ``beta``, the weight of its mutual-information term.
       class_balance_beta: ImGKB's class-balanced loss, ``(1 - b) / (1 - b^n_c)`` per class of
         a batch.
+      contrastive_temperature: GraphCL's NT-Xent temperature (``T = 0.2``).
+      augmentation: GraphCL's view, ``"random4"`` (one of the four per graph, its README's
+        widest choice) or one of ``drop_nodes``, ``permute_edges``, ``subgraph``,
+        ``mask_nodes`` (docs/methods/graphcl.md).
     """
 
     method: str = "uniimb"
@@ -142,6 +147,8 @@ class ModelConfig:
     random_walk_steps: int = 1
     mi_weight: float = 0.3
     class_balance_beta: float = 0.999
+    contrastive_temperature: float = 0.2
+    augmentation: str = "random4"
 
     @property
     def lap_feature_width(self) -> int:
@@ -192,6 +199,10 @@ class ModelConfig:
         if not (_is_real(self.class_balance_beta) and 0.0 <= self.class_balance_beta < 1.0):
             raise ConfigError(f"class_balance_beta={self.class_balance_beta!r} is out of "
                               "range; expected 0 <= value < 1")
+        check_choice("augmentation", self.augmentation, GRAPHCL_AUGMENTATIONS)
+        if not _is_real(self.contrastive_temperature) or self.contrastive_temperature <= 0:
+            raise ConfigError(f"contrastive_temperature={self.contrastive_temperature!r} is "
+                              "out of range; expected > 0")
         _int_at_least("views", self.views, 1)
         _real_in("edge_drop", self.edge_drop, 0.0, 1.0)
         _real_in("node_mask", self.node_mask, 0.0, 1.0)

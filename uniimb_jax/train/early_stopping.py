@@ -94,6 +94,7 @@ def update_early_stopping(
     window: int = 200,
     val_macro_f1: jax.Array | None = None,
     select_by_macro_f1: bool = False,
+    select_last: bool = False,
 ) -> tuple[EarlyStopState, jax.Array]:
     """Records one epoch's validation loss and applies the reference stopping rule.
 
@@ -109,6 +110,8 @@ def update_early_stopping(
       select_by_macro_f1: (static) the selected epoch is the one with the highest finite
         validation Macro-F1 (and a finite loss) instead of the lowest loss; the stopping
         rule still reads the loss, as published.
+      select_last: (static) every epoch with a finite loss is selected (the last model is
+        kept: published code that tests its final model, e.g. GraphCL's pre-training).
 
     Returns:
       ``(state, improved)``: ``improved`` is a ``[] bool``, true when ``val_loss`` is finite
@@ -141,6 +144,8 @@ def update_early_stopping(
         # NaN compares false: the first finite score improves on the initial NaN.
         better = ~(f1 <= state.selected_val_macro_f1)
         improved = jnp.isfinite(val_loss) & jnp.isfinite(f1) & better
+    elif select_last:
+        improved = jnp.isfinite(val_loss)
     else:
         improved = jnp.isfinite(val_loss) & (val_loss < state.best_val_loss)
     new = EarlyStopState(

@@ -187,7 +187,11 @@ class Engine:
         init_key = jax.random.fold_in(root, 3)
         k_params, k_rest = jax.random.split(init_key)
         rngs = {"params": k_params, **self._rngs(k_rest)}
-        proto = self.method.init_state(self.cfg.model, jax.random.fold_in(root, _METHOD_STATE))
+        key = jax.random.fold_in(root, _METHOD_STATE)
+        if self.method.stages:  # the earlier stages' selected variables (Method.stages)
+            proto = self.method.init_state(self.cfg.model, key, seed_data.previous)
+        else:
+            proto = self.method.init_state(self.cfg.model, key)
         variables = self.model.init(rngs, batch, proto, train=False)
         params = variables["params"]
         if self.cfg.model.init == "torch":
@@ -442,6 +446,7 @@ class Engine:
             trained.early, val.loss, state.epoch, self.cfg.epochs, self.cfg.early_stop_window,
             val_macro_f1=scores["macro_f1"],
             select_by_macro_f1=self.cfg.select_by == "val_macro_f1",
+            select_last=self.cfg.select_by == "last_epoch",
         )
         if not self.cfg.early_stopping:
             early = early._replace(stopped=jnp.zeros_like(early.stopped))

@@ -23,7 +23,7 @@ from uniimb_jax.train import results as results_lib
 from uniimb_jax.train.checkpoint import Checkpointer
 from uniimb_jax.train.prepare import prepare_run
 from uniimb_jax.train.sweep import Sweep
-from uniimb_jax.train.trained import SELECTED_DIR, load_run
+from uniimb_jax.train.trained import SELECTED_DIR, load_run, stage_selected
 from uniimb_jax.train.workdir import load_config, previous_results, write_json_atomic
 
 ORDERS = tuple(results_lib.EVALUATIONS)
@@ -49,7 +49,8 @@ def evaluate_run(
     if not has_checkpoints and not has_selected:
         raise UniImbError(f"{wd} has neither checkpoints/ nor {SELECTED_DIR}/seed-<S>.npz: "
                           "nothing to evaluate")
-    prep = prepare_run(cfg, data_dir=data_dir, cache_dir=cache_dir, download=download)
+    prep = prepare_run(cfg, data_dir=data_dir, cache_dir=cache_dir, download=download,
+                       previous=stage_selected(wd, cfg))
     sweep = Sweep(prep)
     state = sweep.init(prep.seed_data, prep.device_data)
     epoch, restored = None, None

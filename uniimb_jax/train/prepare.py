@@ -346,6 +346,7 @@ def prepare_run(
     dataset: Optional[GraphDataset] = None,
     devices: sharding_lib.DevicesArg = None,
     validated: bool = False,
+    previous: Optional[dict] = None,
 ) -> PreparedRun:
     """Validates ``cfg``, loads data, draws splits and builds the engine (no compilation).
 
@@ -357,6 +358,10 @@ def prepare_run(
     (:mod:`uniimb_jax.train.sharding`); the dataset is then replicated on each. ``None``:
     on a CPU its cores, as many as divide ``cfg.runs``; elsewhere one device
     (:func:`~uniimb_jax.train.sharding.default_device_count`).
+
+    ``previous``: the selected variables of the method's earlier stages, ``{stage name:
+    tree of [runs, ...] arrays}`` (:attr:`~uniimb_jax.methods.Method.stages`,
+    :func:`~uniimb_jax.train.run.train_stages`), carried per seed as ``SeedData.previous``.
     """
     if not validated:
         validate_config(cfg)
@@ -378,6 +383,8 @@ def prepare_run(
     expand = host_expander(cfg, extras)
     budget, train_totals = run_budget(ds, cfg, splits, expand)
     seed_data, num_batches, eval_budget = seed_data_from_splits(ds, cfg, splits, budget, expand)
+    if previous:
+        seed_data = seed_data._replace(previous=previous)
     feats = node_feature_dict(ds, cfg, cache_dir)
     n_node, n_edge = budget.n_node, budget.n_edge
     small_train, small_val = small_budgets(ds, cfg, seed_data, train_totals, (n_node, n_edge),

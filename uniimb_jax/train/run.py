@@ -32,7 +32,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from uniimb_jax.config import TrainConfig, validate_config
+from uniimb_jax.config import TrainConfig, stage_config, validate_config
 from uniimb_jax.data.dataset import GraphDataset
 from uniimb_jax.errors import CheckpointError, TrainingInterrupted, UniImbError
 from uniimb_jax.train import results as results_lib
@@ -42,7 +42,14 @@ from uniimb_jax.train.prepare import prepare_run
 from uniimb_jax.train.curves import plot_curves
 from uniimb_jax.train.progress import SeedEpochProgress
 from uniimb_jax.train.sweep import Sweep
-from uniimb_jax.train.trained import save_selected, selected_on_host
+from uniimb_jax.methods import get_method
+from uniimb_jax.train.trained import (
+    load_selected_stacked,
+    save_selected,
+    selected_on_host,
+    stacked_selected,
+    stage_workdir,
+)
 from uniimb_jax.train.workdir import (  # noqa: F401  (load_config: imported from here before)
     append_metrics,
     budget_raises,
@@ -112,8 +119,13 @@ def train(
     dataset: Optional[GraphDataset] = None,
     stop_after_calls: Optional[int] = None,
     devices: sharding_lib.DevicesArg = None,
+    _selected: Optional[list] = None,
 ) -> dict[str, Any]:
     """Trains every seed of ``cfg`` and returns the ``results.json`` content.
+
+    A method with stages (:attr:`~uniimb_jax.methods.Method.stages`) first trains each stage
+    as a run of its own in ``workdir/stages/<name>`` (:func:`train_stages`; resumed or read
+    where it has finished), then itself on their selected variables.
 
     Args:
       cfg: the run configuration (validated before anything is compiled).
@@ -124,6 +136,8 @@ def train(
       dataset: use this dataset instead of loading ``cfg.dataset``.
       stop_after_calls: stop (checkpointed, without results) after this many device calls;
         used by tests of resumption.
+      _selected: (internal) a list that receives the selected variables
+        (:func:`~uniimb_jax.train.trained.stacked_selected`), for a stage run in memory.
       devices: shard the seeds over N or ``"all"`` devices; padding seeds are dropped from
         the results. ``None``: on a CPU its cores, as many as divide the seed count (no
         padding), elsewhere one device (:func:`~uniimb_jax.train.sharding.default_device_count`).
@@ -147,15 +161,44 @@ def train(
     created = wd is not None and not wd.exists()
     try:
         return _locked_train(cfg, wd, data_dir, cache_dir, download, progress, log, dataset,
-                             stop_after_calls, devices, t_start)
+                             stop_after_calls, devices, t_start, _selected)
     except BaseException:
         if created and sharding_lib.is_primary():
             remove_if_empty(wd)  # only empty directories: nothing written is ever removed
         raise
 
 
+def train_stages(cfg: TrainConfig, wd: Optional[pathlib.Path], **kwargs) -> Optional[dict]:
+    """Trains the earlier stages of ``cfg``'s method one after another
+    (:attr:`~uniimb_jax.methods.Method.stages`), each a run of its own (``wd/stages/<name>``
+    with a work directory, resumed where interrupted and only read where finished), and
+    returns ``{stage name: selected variables [runs, ...]}`` (``SeedData.previous``), or
+    ``None`` for a method without stages. ``kwargs``: :func:`train`'s data, progress and
+    device arguments."""
+    stages = get_method(cfg.method).stages
+    if not stages:
+        return None
+    log = kwargs.get("log", print)
+    out = {}
+    for stage in stages:
+        scfg = stage_config(cfg, stage)
+        swd = stage_workdir(wd, stage.name) if wd is not None else None
+        if swd is not None and (swd / "results.json").is_file():
+            log(f"stage {stage.name} ({stage.method}, preset {stage.preset}): finished in "
+                f"{swd}, read")
+            out[stage.name] = load_selected_stacked(swd, scfg.seeds)
+            continue
+        log(f"stage {stage.name} ({stage.method}, preset {stage.preset}): {scfg.epochs} "
+            f"epochs" + (f" in {swd}" if swd is not None else ""))
+        kept: list = []
+        train(scfg, workdir=str(swd) if swd is not None else None, _selected=kept, **kwargs)
+        out[stage.name] = (load_selected_stacked(swd, scfg.seeds) if swd is not None
+                           else kept[0])
+    return out
+
+
 def _locked_train(cfg, wd, data_dir, cache_dir, download, progress, log, dataset,
-                  stop_after_calls, devices, t_start):
+                  stop_after_calls, devices, t_start, selected_out=None):
     # One lock per run, held by process 0: other hosts' pids mean nothing on this host.
     lock = workdir_lock(wd) if wd and sharding_lib.is_primary() else contextlib.nullcontext()
     with lock:
@@ -164,8 +207,12 @@ def _locked_train(cfg, wd, data_dir, cache_dir, download, progress, log, dataset
         # directory is reported before any work.
         ckpt = Checkpointer(wd / "checkpoints") if wd else None
         try:
+            previous = train_stages(cfg, wd, data_dir=data_dir, cache_dir=cache_dir,
+                                    download=download, progress=progress, log=log,
+                                    dataset=dataset, devices=devices)
             prep = prepare_run(cfg, data_dir=data_dir, cache_dir=cache_dir, download=download,
-                               dataset=dataset, devices=devices, validated=True)
+                               dataset=dataset, devices=devices, validated=True,
+                               previous=previous)
             bar = (SeedEpochProgress(cfg.seeds, cfg.epochs, f"{cfg.dataset} x{cfg.runs} seeds")
                    if progress and sharding_lib.is_primary() else None)
             # Every process compiles the same program (the callback included); only process
@@ -173,7 +220,7 @@ def _locked_train(cfg, wd, data_dir, cache_dir, download, progress, log, dataset
             hook = None if not progress else bar.on_epoch if bar is not None else _no_progress
             sweep = Sweep(prep, on_epoch=hook)
             return _train_loop(cfg, prep, sweep, wd, ckpt, bar, log, t_start, stop_after_calls,
-                               raised_from)
+                               raised_from, selected_out)
         finally:
             if ckpt is not None:
                 ckpt.close()
@@ -228,7 +275,7 @@ def _restore(ckpt, state, epochs: int, raised_from: Optional[int], raises: list)
 
 
 def _train_loop(cfg, prep, sweep, wd, ckpt, bar, log, t_start, stop_after_calls,
-                raised_from=None):
+                raised_from=None, selected_out=None):
     t0 = time.perf_counter()
     # Only process 0 writes files; every process saves its shards of the checkpoints.
     primary = sharding_lib.is_primary()
@@ -359,6 +406,10 @@ def _train_loop(cfg, prep, sweep, wd, ckpt, bar, log, t_start, stop_after_calls,
         "jax_version": jax.__version__,
         "git_commit": results_lib.git_commit(),
     }
+    stages = get_method(cfg.method).stages
+    if stages:
+        results["stages"] = [{"name": st.name, "method": st.method, "preset": st.preset,
+                              "workdir": f"stages/{st.name}"} for st in stages]
     raises = budget_raises(wd)
     if raises:
         results["epoch_budget_raised"] = raises
@@ -368,7 +419,9 @@ def _train_loop(cfg, prep, sweep, wd, ckpt, bar, log, t_start, stop_after_calls,
             results[key] = finished_before.get(key, results[key])
         results["rerun_wall_time_s"] = time.perf_counter() - t_start
     # Every process joins the gathers; only process 0 writes.
-    selected = selected_on_host(state) if wd else None
+    selected = selected_on_host(state) if wd or selected_out is not None else None
+    if selected_out is not None:
+        selected_out.append(stacked_selected(selected, cfg.runs))
     if wd and primary:
         try:
             save_selected(wd, cfg.seeds, selected, prep.dataset.num_classes)

@@ -71,6 +71,9 @@ class SeedData(NamedTuple):
         order, batched the same way (the leakage measurement, docs/evaluation.md).
       class_weights: ``[C] float32`` loss weight per class (ones unless re-weighting).
       seed: ``[] int32`` the run's seed.
+      previous: ``{stage name: {"params", "batch_stats", "method_state"}}`` the selected
+        variables of the method's earlier stages for this seed
+        (:attr:`~uniimb_jax.methods.Method.stages`; ``()`` without stages).
     """
 
     train_idx: jax.Array
@@ -83,3 +86,4 @@ class SeedData(NamedTuple):
     test_scored: jax.Array
     test_shuffled_idx: jax.Array
     test_shuffled_scored: jax.Array
+    previous: Any = ()

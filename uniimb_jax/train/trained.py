@@ -75,11 +75,62 @@ def _load_selected(path: pathlib.Path, template: Any) -> tuple[dict, Any, int]:
     if saved is None:
         saved = tree.pop("proto", {})  # written before the method registry
     state = template
-    if jax.tree.leaves(template):  # a method without state ignores a legacy "proto"
+    if template is None:  # a staged method's state: read as saved (Method.init_state)
+        state = jax.tree.map(jnp.asarray, saved)
+    elif jax.tree.leaves(template):  # a method without state ignores a legacy "proto"
         state = serialization.from_state_dict(
             template, jax.tree.map(jnp.asarray, saved))
     variables = {"params": tree["params"], "batch_stats": tree.get("batch_stats", {})}
     return variables, state, num_classes
+
+
+STAGES_DIR = "stages"
+
+
+def stage_workdir(workdir: pathlib.Path, stage_name: str) -> pathlib.Path:
+    """Where the stage ``stage_name`` of the run in ``workdir`` trains
+    (:attr:`~uniimb_jax.methods.Method.stages`)."""
+    return pathlib.Path(workdir) / STAGES_DIR / stage_name
+
+
+def stacked_selected(tree: dict, runs: int) -> dict:
+    """:func:`selected_on_host`'s tree cut to the ``runs`` real seeds ``[runs, ...]``, with
+    an empty ``method_state`` as ``{}`` (its saved form)."""
+    return {"params": jax.tree.map(lambda x: np.asarray(x[:runs]), tree["params"]),
+            "batch_stats": jax.tree.map(lambda x: np.asarray(x[:runs]), tree["batch_stats"]),
+            "method_state": jax.tree.map(lambda x: np.asarray(x[:runs]),
+                                         tree.get("method_state") or {})}
+
+
+def load_selected_stacked(workdir: pathlib.Path, seeds: list[int]) -> dict:
+    """The selected variables of ``seeds`` in ``workdir/selected``, stacked ``[S, ...]``, in
+    :func:`stacked_selected`'s form.
+
+    Raises:
+      UniImbError: a seed's file is missing (the run has not finished).
+    """
+    trees = []
+    for seed in seeds:
+        path = pathlib.Path(workdir) / SELECTED_DIR / f"seed-{seed}.npz"
+        if not path.is_file():
+            raise UniImbError(f"{path} is missing: the run in {workdir} has not finished "
+                              "(rerun its command to finish it)")
+        with np.load(path, allow_pickle=False) as npz:
+            flat = {k: npz[k] for k in npz.files if k != "num_classes"}
+        tree = traverse_util.unflatten_dict(flat, sep="/")
+        trees.append({"params": tree["params"], "batch_stats": tree.get("batch_stats", {}),
+                      "method_state": tree.get("method_state", {})})
+    return jax.tree.map(lambda *xs: np.stack(xs), *trees)
+
+
+def stage_selected(workdir: pathlib.Path, cfg: TrainConfig) -> Optional[dict]:
+    """``{stage name: stacked selected variables}`` of the finished stages of the run in
+    ``workdir`` (``SeedData.previous``), or ``None`` for a method without stages."""
+    method = get_method(cfg.method)
+    if not method.stages:
+        return None
+    return {st.name: load_selected_stacked(stage_workdir(workdir, st.name), cfg.seeds)
+            for st in method.stages}
 
 
 @dataclasses.dataclass
@@ -169,7 +220,9 @@ def load_run(workdir: Union[str, pathlib.Path]) -> TrainedRun:
             "`uniimb train` command to finish it and write them)"
         )
     # Only the structure matters: the saved state replaces it.
-    template = get_method(cfg.method).init_state(cfg.model, jax.random.key(0))
+    method = get_method(cfg.method)
+    template = (method.init_state(cfg.model, jax.random.key(0), None) if method.stages
+                else method.init_state(cfg.model, jax.random.key(0)))
     variables, protos, num_classes = {}, {}, 0
     for path in files:
         seed = int(path.stem.split("-")[1])
