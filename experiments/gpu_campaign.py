@@ -144,12 +144,14 @@ def _cells(args):
 
 def _cell_command(args, table, degree, dataset, variant, workdir) -> list[str]:
     name, method, preset = variant
-    runs, epochs = ("2", "2") if args.smoke else ("20", "1000")
+    runs = "2" if args.smoke else "20"
     cmd = [sys.executable, "-m", "uniimb_jax.cli", "train", "--dataset", dataset,
            "--imbalance", table, "--degree", degree, "--method", method, "--preset", preset,
-           "--runs", runs, "--epochs", epochs, "--workdir", str(workdir), "--no-progress"]
+           "--runs", runs, "--workdir", str(workdir), "--no-progress"]
     if args.smoke:
-        cmd += ["--epochs-per-call", "1"]
+        cmd += ["--epochs", "2", "--epochs-per-call", "1"]
+    # Otherwise the preset's budget: the protocol's 1000 epochs, or a method's published
+    # count (ImGKB: 500).
     if args.data_dir:
         cmd += ["--data-dir", args.data_dir, "--offline"]
     return cmd

@@ -69,6 +69,12 @@ _MAIN_VARIANTS = (
     Variant("imbgnn", "imbgnn", "published", paper_row="ImbGNN"),
     # ImGKB (docs/methods/imgkb.md): IGL-Bench's TU settings.
     Variant("imgkb", "imgkb", "igl-bench", paper_row="ImGKB"),
+    # GraphCL (docs/methods/graphcl.md): its unsupervised TU code, then a linear classifier
+    # on the frozen encoder, composed with up-sampling or re-weighting as GIN is.
+    Variant("graphcl", "graphcl", "graphcl", paper_row="GraphCL (classic)"),
+    Variant("graphcl-upsample", "graphcl-upsample", "graphcl",
+            paper_row="GraphCL (up-sampling)"),
+    Variant("graphcl-reweight", "graphcl-reweight", "graphcl", paper_row="GraphCL (re-weight)"),
 )
 
 TABLES: dict[str, Table] = {
@@ -84,6 +90,7 @@ TABLES: dict[str, Table] = {
                     against_baseline=True),
             Variant("gin-upsample-g2gnn", "gin-upsample", "g2gnn", paper_row="GIN"),
             Variant("imbgnn", "imbgnn", "published", paper_row="ImbGNN"),
+            Variant("graphcl", "graphcl", "graphcl", paper_row="GraphCL"),
         ),
         "table_topology_imbalance",
         baseline="gin-upsample-g2gnn",

@@ -45,8 +45,14 @@ def test_every_preset_configures_and_builds_its_models(name):
         assert "default" in models
         for ev in method.evaluations:
             assert ev.model in models and ev.order in ("test", "test_shuffled")
-        # the state is a pytree the step can carry
-        jax.tree.leaves(method.init_state(cfg.model, jax.random.key(0)))
+        # the state is a pytree the step can carry (a staged method's is built from its
+        # stages' variables: None without them)
+        if method.stages:
+            assert method.init_state(cfg.model, jax.random.key(0), None) is None
+            for stage in method.stages:
+                methods.get_method(stage.method).preset(stage.preset)
+        else:
+            jax.tree.leaves(method.init_state(cfg.model, jax.random.key(0)))
 
 
 def test_composition_sets_the_sampler_and_the_weights_only():
