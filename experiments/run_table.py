@@ -99,8 +99,9 @@ def main(argv=None) -> int:
                 return 2
             # Provenance next to the results (results.json already holds commit and device).
             (wd / "command.txt").write_text(command + "\n")
-            if not args.keep_checkpoints:
-                shutil.rmtree(wd / "checkpoints", ignore_errors=True)
+            if not args.keep_checkpoints:  # the run's and its stages' (selected/ stays)
+                for ckpt in [wd / "checkpoints", *wd.glob("stages/*/checkpoints")]:
+                    shutil.rmtree(ckpt, ignore_errors=True)
             s = results["summary"]["macro_f1"]
             print(f"[{table.name}] {dataset} {variant.name}: Macro-F1 {s['mean']:.2f} ± "
                   f"{s['std']:.2f} in {time.perf_counter() - t0:.0f} s")
