@@ -44,6 +44,9 @@ if [ "$QUEUE" = baselines ]; then
   # linear classifier) plain, up-sampled and re-weighted; then the topology table's row
   run --table class --datasets PROTEINS IMDB-MULTI --variants graphcl graphcl-upsample graphcl-reweight
   run --table topology --datasets PROTEINS IMDB-MULTI --variants graphcl
+  # B7 (issue 37). InfoGraph, the same way
+  run --table class --datasets PROTEINS IMDB-MULTI --variants infograph infograph-upsample infograph-reweight
+  run --table topology --datasets PROTEINS IMDB-MULTI --variants infograph
   exit 0
 fi
 # 1. PROTEINS, class imbalance

@@ -75,6 +75,12 @@ _MAIN_VARIANTS = (
     Variant("graphcl-upsample", "graphcl-upsample", "graphcl",
             paper_row="GraphCL (up-sampling)"),
     Variant("graphcl-reweight", "graphcl-reweight", "graphcl", paper_row="GraphCL (re-weight)"),
+    # InfoGraph (docs/methods/infograph.md): the same two stages with InfoGraph's encoder loss.
+    Variant("infograph", "infograph", "infograph", paper_row="InfoGraph (classic)"),
+    Variant("infograph-upsample", "infograph-upsample", "infograph",
+            paper_row="InfoGraph (up-sampling)"),
+    Variant("infograph-reweight", "infograph-reweight", "infograph",
+            paper_row="InfoGraph (re-weight)"),
 )
 
 TABLES: dict[str, Table] = {
@@ -91,6 +97,7 @@ TABLES: dict[str, Table] = {
             Variant("gin-upsample-g2gnn", "gin-upsample", "g2gnn", paper_row="GIN"),
             Variant("imbgnn", "imbgnn", "published", paper_row="ImbGNN"),
             Variant("graphcl", "graphcl", "graphcl", paper_row="GraphCL"),
+            Variant("infograph", "infograph", "infograph", paper_row="InfoGraph"),
         ),
         "table_topology_imbalance",
         baseline="gin-upsample-g2gnn",

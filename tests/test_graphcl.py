@@ -1,6 +1,7 @@
-"""GraphCL (uniimb_jax.models.self_supervised, uniimb_jax.methods.graphcl) against the
-published computations (Shen-Lab/GraphCL unsupervised_TU: gsimclr.py, aug.py), and the
-two-stage training it runs on (uniimb_jax.methods.Stage, train.run.train_stages)."""
+"""GraphCL and InfoGraph (uniimb_jax.models.self_supervised, uniimb_jax.methods.graphcl,
+uniimb_jax.methods.infograph) against the published computations (Shen-Lab/GraphCL
+unsupervised_TU: gsimclr.py, aug.py; fanyun-sun/InfoGraph unsupervised: losses.py, model.py),
+and the two-stage training they run on (uniimb_jax.methods.Stage, train.run.train_stages)."""
 
 from __future__ import annotations
 
@@ -19,7 +20,9 @@ from uniimb_jax.errors import ConfigError
 from uniimb_jax.methods import Stage, get_method, register, unregister
 from uniimb_jax.models.self_supervised import (
     GraphCLPretrain,
+    InfoGraphPretrain,
     graphcl_view,
+    jsd_local_global,
     nt_xent,
     published_self_loops,
 )
@@ -181,36 +184,106 @@ def test_the_presets_are_the_published_settings():
         validate_config(dataclasses.replace(cls, select_by="val_loss"))
 
 
-@pytest.fixture
-def short_graphcl():
-    """graphcl with a 2-epoch pre-training stage, registered for the test."""
+def published_local_global(l_enc, g_enc, batch):
+    """InfoGraph's local_global_loss_ (measure JSD) in numpy, with its dense masks."""
+    n, g = l_enc.shape[0], g_enc.shape[0]
+    pos_mask = np.zeros((n, g))
+    pos_mask[np.arange(n), batch] = 1.0
+    neg_mask = 1.0 - pos_mask
+    res = l_enc @ g_enc.T
+    softplus = lambda v: np.log1p(np.exp(v))  # noqa: E731
+    e_pos = (np.log(2) - softplus(-(res * pos_mask))).sum() / n
+    q = res * neg_mask
+    e_neg = (softplus(-q) + q - np.log(2)).sum() / (n * (g - 1))
+    return e_neg - e_pos
+
+
+def test_the_infograph_loss_is_the_published_jsd_local_global_loss():
+    rng = np.random.default_rng(1)
+    node_graph = np.array([0, 0, 0, 1, 1, 2, 2, 2, 2, 3, 3], np.int32)  # graph 3: padding
+    node_mask = node_graph < 3
+    graph_mask = np.array([1, 1, 1, 0], bool)
+    l_enc = rng.normal(size=(11, 6)).astype(np.float32)
+    g_enc = rng.normal(size=(4, 6)).astype(np.float32)
+    got = float(jsd_local_global(jnp.asarray(l_enc), jnp.asarray(g_enc),
+                                 jnp.asarray(node_graph), jnp.asarray(node_mask),
+                                 jnp.asarray(graph_mask)))
+    want = published_local_global(l_enc[:9].astype(np.float64), g_enc[:3].astype(np.float64),
+                                  node_graph[:9])
+    assert got == pytest.approx(want, rel=1e-5)
+
+
+def test_the_infograph_model_has_the_published_discriminators_and_no_self_loops():
+    rng = np.random.default_rng(0)
+    gs = [random_graph(rng, int(rng.integers(3, 9))) for _ in range(4)]
+    model = InfoGraphPretrain(hidden=8, num_layers=3, num_classes=2)
+    batch = make_batch(gs)
+    variables = model.init(jax.random.key(0), batch, train=False)
+    params = variables["params"]
+    # FF: three Linear(96... here 24) + ReLU and a linear shortcut, for nodes and graphs.
+    for d in ("local_d", "global_d"):
+        assert sorted(params[d]) == ["block_0", "block_1", "block_2", "shortcut"]
+        assert params[d]["block_0"]["kernel"].shape == (24, 24)
+    # PyG's TUDataset adds no self-loop: one node alone embeds from its own state once.
+    emb = model.apply(variables, batch, method=InfoGraphPretrain.embed)
+    graph_cl = GraphCLPretrain(hidden=8, num_layers=3, num_classes=2)
+    same = {"params": {"encoder": params["encoder"]}, "batch_stats": variables["batch_stats"]}
+    emb_cl = graph_cl.apply(same, batch, method=GraphCLPretrain.embed)
+    assert not np.allclose(np.asarray(emb)[:4], np.asarray(emb_cl)[:4])
+    _, aux = model.apply(variables, batch, train=False)
+    assert aux["mi_loss"].shape == () and np.isfinite(float(aux["mi_loss"]))
+
+
+def test_the_infograph_presets_are_the_published_settings():
+    pre = make_config("PROTEINS", "class", method="infograph-pretrain", preset="infograph")
+    assert (pre.learning_rate, pre.weight_decay, pre.batch_size, pre.epochs) == (
+        0.001, 0.0, 128, 20)
+    assert (pre.model.num_layers, pre.model.hidden, pre.select_by) == (3, 32, "last_epoch")
+    for name in ("infograph", "infograph-upsample", "infograph-reweight"):
+        m = get_method(name)
+        assert m.stages[0].method == "infograph-pretrain"
+    assert get_method("infograph-upsample").sampler == "upsample"
+    assert get_method("infograph-reweight").graph_loss is not None
+
+
+def _short(name: str):
+    """``name`` with a 2-epoch pre-training stage in batches of 32, registered for a test."""
+    base = get_method(name)
+    st = base.stages[0]
     method = dataclasses.replace(
-        get_method("graphcl"), name="graphcl-short",
-        stages=(Stage("pretrain", "graphcl-pretrain", "graphcl",
-                      {"epochs": 2, "batch_size": 32}),))
+        base, name=f"{name}-short",
+        stages=(Stage(st.name, st.method, st.preset, {"epochs": 2, "batch_size": 32}),))
     register(method)
+    return method
+
+
+@pytest.fixture(params=["graphcl", "infograph"])
+def short_method(request):
+    method = _short(request.param)
     yield method
     unregister(method.name)
 
 
 @pytest.mark.slow
 def test_a_staged_method_trains_its_stage_first_then_on_its_frozen_encoder(
-        tmp_path, short_graphcl):
+        tmp_path, short_method):
     from uniimb_jax.train.evaluate import evaluate_run
     from uniimb_jax.train.run import train
     from uniimb_jax.train.trained import load_run
 
-    cfg = make_config("SYNTHETIC", "class", method="graphcl-short", preset="graphcl",
+    preset = short_method.preset_names[0]
+    pretrain = short_method.stages[0].method
+    cfg = make_config("SYNTHETIC", "class", method=short_method.name, preset=preset,
                       runs=2, epochs=3, synthetic_graphs=200, batch_size=32)
     wd = tmp_path / "run"
     lines: list[str] = []
     res = train(cfg, workdir=str(wd), progress=False, log=lines.append)
     stage_dir = wd / "stages" / "pretrain"
     stage = json.loads((stage_dir / "results.json").read_text())
-    assert stage["method"] == "graphcl-pretrain" and stage["epochs"] == 2
+    assert stage["method"] == pretrain and stage["epochs"] == 2
     assert [r["best_epoch"] for r in stage["per_seed"]] == [1, 1]  # the last model
-    assert res["stages"] == [{"name": "pretrain", "method": "graphcl-pretrain",
-                              "preset": "graphcl", "workdir": "stages/pretrain"}]
+    assert res["stages"] == [{"name": "pretrain", "method": pretrain,
+                              "preset": preset, "workdir": "stages/pretrain"}]
     assert not res["diverged_seeds"] and res["summary"]["macro_f1"]["n"] == 2
     # The classifier's state is the stage's selected encoder, unchanged by training.
     for seed in cfg.seeds:

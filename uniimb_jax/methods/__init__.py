@@ -39,6 +39,12 @@ from uniimb_jax.methods.graphcl import (
     GRAPHCL_UPSAMPLE,
 )
 from uniimb_jax.methods.imbgnn import IMBGNN
+from uniimb_jax.methods.infograph import (
+    INFOGRAPH,
+    INFOGRAPH_PRETRAIN,
+    INFOGRAPH_REWEIGHT,
+    INFOGRAPH_UPSAMPLE,
+)
 from uniimb_jax.methods.imgkb import IMGKB
 from uniimb_jax.methods.gin import GIN, GIN_REWEIGHT, GIN_UPSAMPLE
 from uniimb_jax.methods.uniimb import UNIIMB
@@ -130,7 +136,8 @@ def load_plugins() -> list[str]:
 
 
 for _m in (UNIIMB, GIN, GIN_UPSAMPLE, GIN_REWEIGHT, G2GNN, IMBGNN, IMGKB, GRAPHCL_PRETRAIN,
-           GRAPHCL, GRAPHCL_UPSAMPLE, GRAPHCL_REWEIGHT):
+           GRAPHCL, GRAPHCL_UPSAMPLE, GRAPHCL_REWEIGHT, INFOGRAPH_PRETRAIN, INFOGRAPH,
+           INFOGRAPH_UPSAMPLE, INFOGRAPH_REWEIGHT):
     register(_m)
 
 __all__ = [

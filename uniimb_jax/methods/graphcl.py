@@ -86,7 +86,8 @@ def create_pretrain(cfg: ModelConfig, num_classes: int) -> dict:
 
 
 def create_classifier(cfg: ModelConfig, num_classes: int) -> dict:
-    return {"default": FrozenEncoderClassifier(cfg.hidden, cfg.num_layers, num_classes)}
+    return {"default": FrozenEncoderClassifier(cfg.hidden, cfg.num_layers, num_classes,
+                                               pretrain=cfg.method)}
 
 
 def classifier_state(cfg: ModelConfig, key, previous):

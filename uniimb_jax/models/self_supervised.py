@@ -1,6 +1,7 @@
 """Self-supervised graph models: the GIN encoder of InfoGraph's and GraphCL's unsupervised
 code, GraphCL's pre-training model (two views, a projection head) with its augmentations as
-masks on a padded batch, and a linear classifier on a frozen pre-trained encoder.
+masks on a padded batch, InfoGraph's (local-global mutual information), and a linear
+classifier on a frozen pre-trained encoder.
 
 Read from ``Shen-Lab/GraphCL`` ``unsupervised_TU/`` (``gin.py``, ``gsimclr.py``, ``aug.py``,
 ``evaluate_embedding.py``), whose encoder is InfoGraph's (``fanyun-sun/InfoGraph``
@@ -37,8 +38,9 @@ from uniimb_jax.models.encoders import (
     sum_pool,
 )
 
-__all__ = ["ContrastiveEncoder", "GraphCLPretrain", "FrozenEncoderClassifier",
-           "published_self_loops", "graphcl_view", "nt_xent", "AUGMENTATIONS"]
+__all__ = ["ContrastiveEncoder", "GraphCLPretrain", "InfoGraphPretrain",
+           "FrozenEncoderClassifier", "published_self_loops", "graphcl_view", "nt_xent",
+           "jsd_local_global", "AUGMENTATIONS", "PRETRAIN_MODELS"]
 
 _XAVIER = nn.initializers.xavier_uniform()
 
@@ -194,19 +196,21 @@ class ContrastiveEncoder(nn.Module):
 
     @nn.compact
     def __call__(self, x: jax.Array, graph: MessageGraph, loops: jax.Array,
-                 node_graph: jax.Array, n_graph: int, *, train: bool) -> jax.Array:
+                 node_graph: jax.Array, n_graph: int, *, train: bool):
         """``x [n_node, F]``, ``loops [n_node] float`` (1: a published self-loop) ->
-        graph embeddings ``[n_graph, num_layers * hidden]`` (0 for graphs without nodes)."""
+        ``(graph embeddings [n_graph, num_layers * hidden], node embeddings [n_node,
+        num_layers * hidden])``, the layers' outputs concatenated (0 for padding)."""
         h = x
-        pooled = []
+        layers = []
         for i in range(self.num_layers):
             z = h * (1.0 + loops)[:, None] + aggregate(h, graph)
             z = _dense(self.hidden, f"mlp_{i}_0")(z)
             z = _dense(self.hidden, f"mlp_{i}_1")(nn.relu(z))
             z = _batch_norm(nn.relu(z), graph.node_mask, train, f"bn_{i}")
             h = _zero_padding(z, graph.node_mask)
-            pooled.append(sum_pool(h, node_graph, n_graph))
-        return jnp.concatenate(pooled, axis=-1)
+            layers.append(h)
+        nodes = jnp.concatenate(layers, axis=-1)
+        return sum_pool(nodes, node_graph, n_graph), nodes
 
 
 def _inputs(batch: GraphBatch):
@@ -247,26 +251,100 @@ class GraphCLPretrain(nn.Module):
     def embed(self, batch: GraphBatch, *, train: bool = False) -> jax.Array:
         x, loops, graph = _inputs(batch)
         return self.encoder(x, graph, loops.astype(jnp.float32), batch.node_graph,
-                            batch.n_graph, train=train)
+                            batch.n_graph, train=train)[0]
 
     def __call__(self, batch: GraphBatch, method_state: Any = (), *, train: bool):
         x, loops, graph = _inputs(batch)
         n_graph = batch.n_graph
-        g1 = self.encoder(x, graph, loops.astype(jnp.float32), batch.node_graph, n_graph,
-                          train=train)
+        g1, _ = self.encoder(x, graph, loops.astype(jnp.float32), batch.node_graph, n_graph,
+                             train=train)
         x2, node_keep, edge_keep = graphcl_view(batch, x, loops, self.make_rng("perturb"),
                                                 self.augmentation)
         graph2 = MessageGraph(graph.senders, graph.receivers, edge_keep.astype(jnp.float32),
                               node_keep, num_edges=graph.num_edges)
-        g2 = self.encoder(jnp.where(node_keep[:, None], x2, 0.0), graph2,
-                          jnp.zeros(x.shape[0], jnp.float32), batch.node_graph, n_graph,
-                          train=train)
+        g2, _ = self.encoder(jnp.where(node_keep[:, None], x2, 0.0), graph2,
+                             jnp.zeros(x.shape[0], jnp.float32), batch.node_graph, n_graph,
+                             train=train)
         logits = jnp.zeros((n_graph, self.num_classes), jnp.float32)
         return logits, {"z1": self._project(g1), "z2": self._project(g2)}
 
 
+def jsd_local_global(l_enc: jax.Array, g_enc: jax.Array, node_graph: jax.Array,
+                     node_mask: jax.Array, graph_mask: jax.Array) -> jax.Array:
+    """``[]`` InfoGraph's ``local_global_loss_`` with ``measure="JSD"``: with ``r = l_enc
+    g_enc^T`` over the batch's real nodes and graphs, ``E_neg - E_pos``, ``E_pos = sum_{v in
+    g} (log 2 - softplus(-r_vg)) / N`` and ``E_neg = sum_{v not in g} (softplus(-r_vg) +
+    r_vg - log 2) / (N (G - 1))``; ``N``, ``G`` the real node and graph counts.
+
+    The published sums run over every entry of the masked ``r * mask`` matrices; a masked
+    entry is 0 there and contributes ``log 2 - softplus(0) = 0`` to either sum, so the sums
+    over the unmasked entries are the same."""
+    log2 = jnp.log(2.0)
+    res = l_enc @ g_enc.T  # [n_node, n_graph]
+    own = node_graph[:, None] == jnp.arange(g_enc.shape[0])[None, :]
+    real = node_mask[:, None] & graph_mask[None, :]
+    pos = jnp.where(own & real, log2 - jax.nn.softplus(-res), 0.0)
+    neg = jnp.where(~own & real, jax.nn.softplus(-res) + res - log2, 0.0)
+    n = jnp.maximum(jnp.sum(node_mask & graph_mask[node_graph]), 1).astype(jnp.float32)
+    g = jnp.sum(graph_mask).astype(jnp.float32)
+    return jnp.sum(neg) / (n * jnp.maximum(g - 1.0, 1.0)) - jnp.sum(pos) / n
+
+
+class FeedForward(nn.Module):
+    """InfoGraph's ``FF``: three ``Linear-ReLU`` of the input width plus a linear shortcut."""
+
+    features: int
+
+    @nn.compact
+    def __call__(self, x: jax.Array) -> jax.Array:
+        h = x
+        for i in range(3):
+            h = nn.relu(_dense(self.features, f"block_{i}")(h))
+        return h + _dense(self.features, "shortcut")(x)
+
+
+class InfoGraphPretrain(nn.Module):
+    """InfoGraph's unsupervised model (``InfoGraph`` of ``unsupervised/main.py``, without the
+    optional prior, off in its command): the encoder on the graphs as read (no added
+    self-loops: PyG's ``TUDataset``), ``FF`` discriminators on the graph (``global_d``) and
+    node (``local_d``) embeddings, the JSD local-global loss (:func:`jsd_local_global`).
+
+    ``__call__(batch, method_state, *, train) -> (logits [n_graph, C] zeros, {"mi_loss":
+    []})``; ``embed(batch)`` the graph embeddings ``[n_graph, L * hidden]`` in evaluation
+    mode."""
+
+    hidden: int = 32
+    num_layers: int = 3
+    num_classes: int = 2
+
+    def setup(self):
+        self.encoder = ContrastiveEncoder(self.hidden, self.num_layers, name="encoder")
+        width = self.hidden * self.num_layers
+        self.local_d = FeedForward(width, name="local_d")
+        self.global_d = FeedForward(width, name="global_d")
+
+    def _encode(self, batch: GraphBatch, train: bool):
+        x, _, graph = _inputs(batch)
+        return self.encoder(x, graph, jnp.zeros(x.shape[0], jnp.float32), batch.node_graph,
+                            batch.n_graph, train=train)
+
+    def embed(self, batch: GraphBatch, *, train: bool = False) -> jax.Array:
+        return self._encode(batch, train)[0]
+
+    def __call__(self, batch: GraphBatch, method_state: Any = (), *, train: bool):
+        y, nodes = self._encode(batch, train)
+        loss = jsd_local_global(self.local_d(nodes), self.global_d(y), batch.node_graph,
+                                batch.node_mask, batch.graph_mask)
+        logits = jnp.zeros((batch.n_graph, self.num_classes), jnp.float32)
+        return logits, {"mi_loss": loss}
+
+
+PRETRAIN_MODELS = {"graphcl": GraphCLPretrain, "infograph": InfoGraphPretrain}
+
+
 class FrozenEncoderClassifier(nn.Module):
-    """A linear classifier on a frozen pre-trained encoder's graph embeddings.
+    """A linear classifier on a frozen pre-trained encoder's graph embeddings
+    (``pretrain``: which model of :data:`PRETRAIN_MODELS` was pre-trained).
 
     The encoder's variables come from the method's state (``method_state["pretrain"]``:
     the pre-training stage's selected ``{"params", "batch_stats"}``), applied in evaluation
@@ -280,13 +358,15 @@ class FrozenEncoderClassifier(nn.Module):
     hidden: int = 32
     num_layers: int = 3
     num_classes: int = 2
+    pretrain: str = "graphcl"
 
     @nn.compact
     def __call__(self, batch: GraphBatch, method_state: Any, *, train: bool):
-        encoder = GraphCLPretrain(self.hidden, self.num_layers, self.num_classes)
+        cls = PRETRAIN_MODELS[self.pretrain]
+        encoder = cls(self.hidden, self.num_layers, self.num_classes)
         frozen = jax.lax.stop_gradient(method_state["pretrain"])
         emb = encoder.apply({"params": frozen["params"],
                              "batch_stats": frozen["batch_stats"]},
-                            batch, method=GraphCLPretrain.embed)
+                            batch, method=cls.embed)
         logits = _dense(self.num_classes, "classifier")(emb)
         return logits, {}
