@@ -45,13 +45,15 @@ def measure(dataset: str, data_dir, reps: int, seeds: int, width: int = 64) -> d
     import numpy as np
 
     from protocol_config import reference_config
-    from uniimb_jax.config import smoke_config
+    from uniimb_jax.config import make_config
     from uniimb_jax.data import device_batching
     from uniimb_jax.models.edge_sum import chunked_edge_sum, sorted_edge_sum
     from uniimb_jax.train import Sweep, prepare_run
 
     if dataset == "SYNTHETIC":
-        cfg = smoke_config(runs=1, epochs=1)
+        cfg = make_config("SYNTHETIC", runs=1, epochs=1, batch_size=16, synthetic_graphs=120,
+                          model_overrides=dict(hidden=32, num_layers=2, num_prototypes=8,
+                                               k1=8, k2=4))
     else:
         cfg = reference_config(dataset, runs=1, epochs_per_call=1)
     prep = prepare_run(cfg, data_dir=data_dir, download=False)

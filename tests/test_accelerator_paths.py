@@ -9,7 +9,7 @@ from __future__ import annotations
 import jax
 import pytest
 
-from uniimb_jax.config import smoke_config
+from helpers import smoke_config
 from uniimb_jax.data import device_batching
 from uniimb_jax.train import Sweep, prepare_run
 

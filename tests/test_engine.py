@@ -12,7 +12,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from uniimb_jax.config import make_config, smoke_config
+from helpers import smoke_config
+from uniimb_jax.config import make_config
 from uniimb_jax.errors import ConfigError, UniImbError, WorkdirBusyError
 from uniimb_jax.train import results as results_lib
 from uniimb_jax.train import Sweep, prepare_run, train

@@ -9,7 +9,7 @@ import pytest
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, f1_score
 from sklearn.metrics import confusion_matrix as sk_confusion
 
-from uniimb_jax.config import smoke_config
+from helpers import smoke_config
 from uniimb_jax.data import device_batching
 from uniimb_jax.data.splits import topology_boundary
 from uniimb_jax.data.synthetic import make_synthetic

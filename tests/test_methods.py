@@ -12,7 +12,8 @@ import numpy as np
 import pytest
 
 from uniimb_jax import methods
-from uniimb_jax.config import make_config, smoke_config
+from helpers import smoke_config
+from uniimb_jax.config import make_config
 from uniimb_jax.errors import ConfigError
 from uniimb_jax.methods import base
 

@@ -10,7 +10,7 @@ import pytest
 from conftest import IN_CI
 
 from uniimb_jax import __version__, cli
-from uniimb_jax.config import smoke_config
+from helpers import smoke_config
 from uniimb_jax.data.sources import load_tu_dataset
 from uniimb_jax.errors import DatasetNotFoundError
 from uniimb_jax.train import train

@@ -167,7 +167,7 @@ def test_reference_perturbation_mlp_is_frozen_weight_decay_included():
 @pytest.mark.slow
 def test_reference_perturbation_mlp_unchanged_by_training():
     """Through the real engine: a reference sweep never moves the perturbation MLP."""
-    from uniimb_jax.config import smoke_config
+    from helpers import smoke_config
     from uniimb_jax.train import Sweep, prepare_run
 
     cfg = smoke_config(preset="reference", runs=1, epochs=2, epochs_per_call=2)

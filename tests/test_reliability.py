@@ -28,7 +28,7 @@ import time
 
 import pytest
 
-from uniimb_jax.config import smoke_config
+from helpers import smoke_config
 from uniimb_jax.errors import CheckpointError, ConfigError, DataError, SplitError, UniImbError
 from uniimb_jax.train import checkpoint as checkpoint_lib
 from uniimb_jax.train import prepare as prepare_lib

@@ -7,7 +7,7 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from uniimb_jax.config import smoke_config
+from helpers import smoke_config
 from uniimb_jax.errors import ConfigError
 from uniimb_jax.train import prepare_run, train
 from uniimb_jax.train.sharding import seed_groups

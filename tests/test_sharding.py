@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import json
 import os
+import pathlib
 import subprocess
 import sys
 import textwrap
@@ -21,10 +22,13 @@ import numpy as np
 import pytest
 
 from uniimb_jax import cli
-from uniimb_jax.config import smoke_config
+from helpers import smoke_config
 from uniimb_jax.errors import ConfigError
 from uniimb_jax.train import sharding
 from uniimb_jax.train import prepare_run
+
+# The subprocess scripts import the tests' helpers from here.
+TESTS_DIR = str(pathlib.Path(__file__).resolve().parent)
 
 # runs=3 on 4 devices: one padding seed. Two epochs, one per device call, so a run stopped
 # after the first call has one more to do when it resumes. UniImb without perturbation and
@@ -37,12 +41,13 @@ CONFIG = (
 
 _PRELUDE = """
 import json, sys, time
+sys.path.insert(0, {tests!r})
 import jax
 import numpy as np
 jax.config.update("jax_compilation_cache_dir", sys.argv[2])
 jax.config.update("jax_persistent_cache_min_compile_time_secs", 0)
 jax.config.update("jax_persistent_cache_min_entry_size_bytes", 0)
-from uniimb_jax.config import smoke_config
+from helpers import smoke_config
 from uniimb_jax.train.run import train
 out_dir = sys.argv[1]
 quiet = dict(progress=False, log=lambda s: None)
@@ -151,7 +156,7 @@ def runs(tmp_path_factory):
     procs = []
     for name, script, devices in (("four", FOUR_DEVICES, 4), ("one", ONE_DEVICE, 1)):
         path = out / f"{name}.py"
-        path.write_text(textwrap.dedent(script.format(config=CONFIG)))
+        path.write_text(textwrap.dedent(script.format(config=CONFIG, tests=TESTS_DIR)))
         cache = out / f"cache-{name}"
         cache.mkdir()
         procs.append((name, subprocess.Popen(
@@ -289,8 +294,9 @@ def test_default_on_a_cpu_is_the_largest_device_count_dividing_the_seeds(monkeyp
 # resumed at the default: the count is an execution choice, the checkpoint carries over.
 CORES_SCRIPT = """
 import json, sys
+sys.path.insert(0, {tests!r})
 import jax
-from uniimb_jax.config import smoke_config
+from helpers import smoke_config
 from uniimb_jax.train.run import train
 from uniimb_jax.xla_setup import usable_cores
 w = sys.argv[1]
@@ -309,7 +315,7 @@ json.dump({{"cores": usable_cores(), "device_count": jax.device_count(), "whole"
 @pytest.mark.slow
 def test_a_cpu_run_shards_its_seeds_over_the_cores_and_resumes_across_counts(tmp_path):
     script = tmp_path / "cores.py"
-    script.write_text(textwrap.dedent(CORES_SCRIPT.format(config=CONFIG.replace("runs=3",
+    script.write_text(textwrap.dedent(CORES_SCRIPT.format(tests=TESTS_DIR, config=CONFIG.replace("runs=3",
                                                                                 "runs=2"))))
     env = {k: v for k, v in os.environ.items()
            if k not in ("XLA_FLAGS", "UNIIMB_NO_XLA_WORKAROUND", "JAX_COORDINATOR_ADDRESS")}

@@ -10,7 +10,8 @@ import jax
 import numpy as np
 import pytest
 
-from uniimb_jax.config import make_config, smoke_config
+from helpers import smoke_config
+from uniimb_jax.config import make_config
 from uniimb_jax.data import batching, device_batching
 from uniimb_jax.train import Sweep, prepare_run
 from uniimb_jax.train.engine import Engine

@@ -214,7 +214,7 @@ def test_too_late_is_an_error_naming_the_flags(monkeypatch):
 
 @pytest.mark.slow
 def test_deterministic_training_on_cpu_repeats():
-    from uniimb_jax.config import smoke_config
+    from helpers import smoke_config
     from uniimb_jax.train import train
 
     cfg = smoke_config(runs=1, epochs=1, deterministic=True)

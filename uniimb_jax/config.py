@@ -373,20 +373,3 @@ def config_from_dict(d: dict[str, Any]) -> TrainConfig:
     d = dict(d)
     model = ModelConfig(**d.pop("model"))
     return TrainConfig(model=model, **d)
-
-
-def smoke_config(**overrides: Any) -> TrainConfig:
-    """A tiny configuration for tests: synthetic data, small model, few epochs."""
-    base = dict(
-        runs=2,
-        epochs=4,
-        batch_size=16,
-        epochs_per_call=2,
-        early_stop_window=2,
-        synthetic_graphs=120,
-    )
-    base.update(overrides)
-    model_overrides = base.pop("model_overrides", {})
-    mo = dict(hidden=32, num_layers=2, num_prototypes=8, k1=8, k2=4)
-    mo.update(model_overrides)
-    return make_config("SYNTHETIC", base.pop("imbalance", "class"), model_overrides=mo, **base)
