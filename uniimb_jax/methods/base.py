@@ -313,6 +313,18 @@ def with_classification_loss(method: Method, name: str, description: str,
                                classification_loss=loss)
 
 
+# UniImb's parts a baseline does not have: no RWPE or LapPE input, no perturbation, no mixup.
+PLAIN_MODEL_FIELDS = dict(rwpe_steps=0, lap_freqs=0, perturbation="off", mixup=False)
+
+
+def plain_model(method: str, **fields: Any) -> Any:
+    """The :class:`~uniimb_jax.models.config.ModelConfig` of a baseline's model family
+    ``method``: :data:`PLAIN_MODEL_FIELDS`, then ``fields``."""
+    from uniimb_jax.models.config import ModelConfig
+
+    return ModelConfig(method=method, **{**PLAIN_MODEL_FIELDS, **fields})
+
+
 def apply_model_overrides(model: Any, overrides: Optional[Mapping[str, Any]]) -> Any:
     """``dataclasses.replace(model, **overrides)``, an unknown field named in a ConfigError."""
     if not overrides:

@@ -26,7 +26,7 @@ from uniimb_jax.data.graph_of_graphs import (
     batch_with_neighbours,
     batch_with_training_neighbours,
 )
-from uniimb_jax.methods.base import Evaluation, Method, Preset, apply_model_overrides
+from uniimb_jax.methods.base import Evaluation, Method, Preset, apply_model_overrides, plain_model
 from uniimb_jax.models.config import ModelConfig
 from uniimb_jax.models.g2gnn import G2GNNModel, graph_loss
 
@@ -82,10 +82,9 @@ def graph_of_graphs_model(method: str, **fields) -> ModelConfig:
     """The model configuration G2GNN's code (and ImbGNN's, which copies it) fixes: GIN 5 x
     128 without positional encodings, the MLP head with dropout 0.5, PyTorch's
     initialisation, two views, temperature 0.5; ``fields`` are the script's own values."""
-    base = dict(rwpe_steps=0, lap_freqs=0, perturbation="off", mixup=False, num_layers=5,
-                hidden=128, classifier="mlp", classifier_dropout=0.5, init="torch", views=2,
-                consistency_temperature=0.5)
-    return ModelConfig(method=method, **{**base, **fields})
+    base = dict(num_layers=5, hidden=128, classifier="mlp", classifier_dropout=0.5,
+                init="torch", views=2, consistency_temperature=0.5)
+    return plain_model(method, **{**base, **fields})
 
 
 def configure(settings, preset: str, model_overrides=None, *, dataset=None

@@ -23,6 +23,7 @@ from uniimb_jax.methods.base import (
     Preset,
     apply_model_overrides,
     batch_weighted_loss,
+    plain_model,
     with_upsampling,
 )
 from uniimb_jax.models.classifier import GraphClassifier
@@ -65,12 +66,8 @@ def _configure(variant: str):
     def configure(settings, preset: str, model_overrides=None, *, dataset=None
                   ) -> tuple[ModelConfig, dict]:
         behaviour = "corrected" if preset == "corrected" else "reference"
-        model = ModelConfig(
-            method="gin",
-            rwpe_steps=0,
-            lap_freqs=0,
-            perturbation="off",
-            mixup=False,
+        model = plain_model(
+            "gin",
             num_prototypes=settings.num_prototypes,
             k1=settings.k1,
             k2=settings.k2,

@@ -22,6 +22,7 @@ from uniimb_jax.methods.base import (
     Preset,
     Stage,
     apply_model_overrides,
+    plain_model,
     with_upsampling,
 )
 from uniimb_jax.methods.gin import batch_balanced_loss
@@ -60,8 +61,7 @@ CLASSIFIER_PRESETS = (
 
 
 def _model(model_overrides) -> ModelConfig:
-    model = ModelConfig(method="graphcl", rwpe_steps=0, lap_freqs=0, perturbation="off",
-                        mixup=False, init="flax", **PRETRAIN_MODEL)
+    model = plain_model("graphcl", init="flax", **PRETRAIN_MODEL)
     return apply_model_overrides(model, model_overrides)
 
 

@@ -20,7 +20,13 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from uniimb_jax.methods.base import Method, Preset, apply_model_overrides, batch_weighted_loss
+from uniimb_jax.methods.base import (
+    Method,
+    Preset,
+    apply_model_overrides,
+    batch_weighted_loss,
+    plain_model,
+)
 from uniimb_jax.models.config import ModelConfig
 from uniimb_jax.models.imgkb import ImGKBModel
 
@@ -42,8 +48,7 @@ PRESETS = (
 
 def configure(settings, preset: str, model_overrides=None, *, dataset=None
               ) -> tuple[ModelConfig, dict]:
-    model = ModelConfig(method="imgkb", rwpe_steps=0, lap_freqs=0, perturbation="off",
-                        mixup=False, init="torch", **MODEL)
+    model = plain_model("imgkb", init="torch", **MODEL)
     return apply_model_overrides(model, model_overrides), dict(RUN)
 
 

@@ -16,7 +16,14 @@ from __future__ import annotations
 
 import dataclasses
 
-from uniimb_jax.methods.base import Method, Preset, Stage, apply_model_overrides, with_upsampling
+from uniimb_jax.methods.base import (
+    Method,
+    Preset,
+    Stage,
+    apply_model_overrides,
+    plain_model,
+    with_upsampling,
+)
 from uniimb_jax.methods.gin import batch_balanced_loss
 from uniimb_jax.methods.graphcl import CLASSIFIER_RUN, classifier_state, create_classifier
 from uniimb_jax.models.config import ModelConfig
@@ -49,8 +56,7 @@ CLASSIFIER_PRESETS = (
 
 
 def _model(model_overrides) -> ModelConfig:
-    model = ModelConfig(method="infograph", rwpe_steps=0, lap_freqs=0, perturbation="off",
-                        mixup=False, init="flax", **PRETRAIN_MODEL)
+    model = plain_model("infograph", init="flax", **PRETRAIN_MODEL)
     return apply_model_overrides(model, model_overrides)
 
 

@@ -160,10 +160,6 @@ class Engine:
             batch = batch._replace(extras=dd.extras)
         return batch
 
-    def totals(self, dd, indices: jax.Array) -> tuple[jax.Array, jax.Array]:
-        """``(nodes [], edges [])`` of the batch of ``indices [B]`` (:meth:`batch_graphs`)."""
-        return device_batching.batch_totals(dd, self.batch_graphs(dd, indices))
-
     def per_graph_loss(self, logits, labels, mask, aux) -> jax.Array:
         """``[n_graph]`` evaluation loss per slot (``mask``: the scored ones): the method's
         :attr:`~uniimb_jax.methods.Method.graph_loss`, else the cross-entropy."""
@@ -305,13 +301,12 @@ class Engine:
         small = (self.spec.small_n_node, self.spec.small_n_edge)
 
         def step_at(n_node, n_edge):
-            def step(st, idx):
-                full = self.batch_graphs(dd, idx)
-                batch = self._gather_graphs(dd, idx, full, n_node, n_edge)
+            def step(st, idx, graphs):
+                batch = self._gather_graphs(dd, idx, graphs, n_node, n_edge)
                 new_st, m = self.train_step(st, batch, data.class_weights)
                 # Graphs the batch asked for (its own and any a method gathers besides,
                 # e.g. G2GNN's neighbours) that the budget left out.
-                asked = jnp.sum(full >= 0)
+                asked = jnp.sum(graphs >= 0)
                 return new_st, m["loss"], asked - jnp.sum(batch.graph_index >= 0)
             return step
 
@@ -320,22 +315,25 @@ class Engine:
         budgets = [full]
         if size_classes:
             budgets = ([small] if small[0] else []) + budgets + list(self.spec.oversize)
-        if len(budgets) == 1:
-            step = step_at(*full)
-        else:
-            def step(st, idx):
-                nodes, edges = self.totals(dd, idx)  # once per batch
 
-                def first_fitting(rest):
-                    """The step of the first budget of ``rest`` the batch fits: nested
-                    conds (budgets are nested: a batch that misses one tries the next)."""
-                    if len(rest) == 1:
-                        return step_at(*rest[0])
-                    (n, e), larger = rest[0], first_fitting(rest[1:])
-                    fits = (nodes + 1 <= n) & (edges <= e)
-                    return lambda s, i: jax.lax.cond(fits, step_at(n, e), larger, s, i)
+        def step(st, idx):
+            # The batch's graphs (a method's expansion, e.g. G2GNN's neighbours), found
+            # once: the size class and the gather both read them.
+            graphs = self.batch_graphs(dd, idx)
+            if len(budgets) == 1:
+                return step_at(*full)(st, idx, graphs)
+            nodes, edges = device_batching.batch_totals(dd, graphs)
 
-                return first_fitting(budgets)(st, idx)
+            def first_fitting(rest):
+                """The step of the first budget of ``rest`` the batch fits: nested conds
+                (budgets are nested: a batch that misses one tries the next)."""
+                if len(rest) == 1:
+                    return step_at(*rest[0])
+                (n, e), larger = rest[0], first_fitting(rest[1:])
+                fits = (nodes + 1 <= n) & (edges <= e)
+                return lambda s, i, g: jax.lax.cond(fits, step_at(n, e), larger, s, i, g)
+
+            return first_fitting(budgets)(st, idx, graphs)
 
         def no_step(st, idx):
             return st, jnp.zeros((), jnp.float32), jnp.zeros((), jnp.int32)
@@ -379,21 +377,22 @@ class Engine:
         module = self.models[model]
 
         def forward_at(nodes, edges):
-            def forward(batch_idx, batch_key):
-                batch = self.gather(dd, batch_idx, nodes, edges, train_mask)
+            def forward(batch_idx, graphs, batch_key):
+                batch = self._gather_graphs(dd, batch_idx, graphs, nodes, edges)
                 logits, aux = module.apply(variables, batch, proto, train=False,
                                            rngs=self._rngs(batch_key))
                 return logits, batch.labels, batch.graph_mask, aux
             return forward
 
-        forward = forward_at(n_node, n_edge)
-        if small[0]:
-            full_forward = forward
-
-            def forward(batch_idx, batch_key):
-                nodes, edges = self.totals(dd, batch_idx)
-                fits = (nodes + 1 <= small[0]) & (edges <= small[1])
-                return jax.lax.cond(fits, forward_at(*small), full_forward, batch_idx, batch_key)
+        def forward(batch_idx, batch_key):
+            # The batch's graphs found once: the size class and the gather both read them.
+            graphs = self.batch_graphs(dd, batch_idx, train_mask)
+            if not small[0]:
+                return forward_at(n_node, n_edge)(batch_idx, graphs, batch_key)
+            nodes, edges = device_batching.batch_totals(dd, graphs)
+            fits = (nodes + 1 <= small[0]) & (edges <= small[1])
+            return jax.lax.cond(fits, forward_at(*small), forward_at(n_node, n_edge),
+                                batch_idx, graphs, batch_key)
 
         def body(carry, xs):
             loss_sum, count, cm, head_cm = carry

@@ -222,6 +222,11 @@ def seed_data_from_splits(
         eval_budget = (budget.n_node, budget.n_edge) * 2
     c = ds.num_classes
     method = get_method(cfg.method)
+    if not any(e.order == "test_shuffled" for e in method.evaluations):
+        # No evaluation reads the shuffled order (only UniImb's): empty lists on the device.
+        # (Drawn all the same, with the budget that fits them: the same random stream orders
+        # the published lists, and the test budget stays what it was.)
+        shuf_idx, shuf_scored = shuf_idx[:, :0], shuf_scored[:, :0]
     weights = [np.asarray(method.class_weights(ds.graph_labels[tr], c), np.float32)
                for tr in trains]
     data = SeedData(

@@ -68,7 +68,8 @@ class SeedData(NamedTuple):
         predictions (False for ``-1`` slots and for the published loader's copies of a short
         last batch's last graph, which only take part in the forward pass).
       test_shuffled_idx, test_shuffled_scored: ``[W]`` the same test graphs in a random
-        order, batched the same way (the leakage measurement, docs/evaluation.md).
+        order, batched the same way (the leakage measurement, docs/evaluation.md); empty
+        (``W = 0``) for a method none of whose evaluations reads it.
       class_weights: ``[C] float32`` loss weight per class (ones unless re-weighting).
       seed: ``[] int32`` the run's seed.
       previous: ``{stage name: {"params", "batch_stats", "method_state"}}`` the selected
