@@ -142,9 +142,10 @@ def build_parser() -> argparse.ArgumentParser:
                         "200; G2GNN's GIN: 100)")
     t.add_argument("--batch-size", type=int, default=None, help="graphs per batch (default: preset)")
     t.add_argument("--select-by", default=None, choices=config_lib.SELECT_BY,
-                   help="each seed's model for testing: lowest validation loss (default; every "
-                        "published protocol) or highest validation Macro-F1 (not with a "
-                        "preset that reproduces a published protocol)")
+                   help="each seed's model for testing: lowest validation loss (the "
+                        "default of most presets), highest validation Macro-F1, or the last "
+                        "epoch's (GraphCL's and InfoGraph's); a preset that reproduces a "
+                        "published protocol keeps its own")
     t.add_argument("--deterministic", action="store_true",
                    help="bit-for-bit repeatable GPU runs (XLA's deterministic kernels; slower on "
                         "a GPU, no effect on a CPU)")

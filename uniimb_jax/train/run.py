@@ -191,7 +191,11 @@ def train_stages(cfg: TrainConfig, wd: Optional[pathlib.Path], **kwargs) -> Opti
         log(f"stage {stage.name} ({stage.method}, preset {stage.preset}): {scfg.epochs} "
             f"epochs" + (f" in {swd}" if swd is not None else ""))
         kept: list = []
-        train(scfg, workdir=str(swd) if swd is not None else None, _selected=kept, **kwargs)
+        done = train(scfg, workdir=str(swd) if swd is not None else None, _selected=kept,
+                     **kwargs)
+        if done.get("diverged_seeds"):
+            log(f"stage {stage.name}: seeds {done['diverged_seeds']} diverged; the method "
+                "goes on from their selected (last finite) variables")
         out[stage.name] = (load_selected_stacked(swd, scfg.seeds) if swd is not None
                            else kept[0])
     return out
