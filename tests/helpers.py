@@ -22,3 +22,18 @@ def smoke_config(**overrides: Any) -> TrainConfig:
     mo = dict(hidden=32, num_layers=2, num_prototypes=8, k1=8, k2=4)
     mo.update(model_overrides)
     return make_config("SYNTHETIC", base.pop("imbalance", "class"), model_overrides=mo, **base)
+
+
+def with_short_stages(name: str, **settings: Any):
+    """The registered method ``name`` with its stages shortened (``settings``, default 2
+    epochs in batches of 16: small synthetic splits), registered as ``<name>-short``;
+    the caller unregisters it."""
+    import dataclasses
+
+    from uniimb_jax.methods import Stage, get_method, register
+
+    settings = {"epochs": 2, "batch_size": 16, **settings}
+    base = get_method(name)
+    stages = tuple(Stage(st.name, st.method, st.preset, settings) for st in base.stages)
+    return register(dataclasses.replace(base, name=f"{name}-short", stages=stages),
+                    replace=True)

@@ -14,10 +14,11 @@ import jraph
 import numpy as np
 import pytest
 
+from helpers import with_short_stages
 from test_model import F, make_batch, random_graph
 from uniimb_jax.config import make_config, stage_config
 from uniimb_jax.errors import ConfigError
-from uniimb_jax.methods import Stage, get_method, register, unregister
+from uniimb_jax.methods import get_method, unregister
 from uniimb_jax.models.self_supervised import (
     GraphCLPretrain,
     InfoGraphPretrain,
@@ -246,20 +247,9 @@ def test_the_infograph_presets_are_the_published_settings():
     assert get_method("infograph-reweight").graph_loss is not None
 
 
-def _short(name: str):
-    """``name`` with a 2-epoch pre-training stage in batches of 32, registered for a test."""
-    base = get_method(name)
-    st = base.stages[0]
-    method = dataclasses.replace(
-        base, name=f"{name}-short",
-        stages=(Stage(st.name, st.method, st.preset, {"epochs": 2, "batch_size": 32}),))
-    register(method)
-    return method
-
-
 @pytest.fixture(params=["graphcl", "infograph"])
 def short_method(request):
-    method = _short(request.param)
+    method = with_short_stages(request.param)
     yield method
     unregister(method.name)
 

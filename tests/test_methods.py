@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from uniimb_jax import methods
-from helpers import smoke_config
+from helpers import smoke_config, with_short_stages
 from uniimb_jax.config import make_config
 from uniimb_jax.errors import ConfigError
 from uniimb_jax.methods import base
@@ -104,10 +104,23 @@ def test_the_engine_compares_no_method_or_preset_name():
 def test_every_method_trains_one_epoch(name):
     from uniimb_jax.train import Sweep, prepare_run
 
+    from uniimb_jax.train.run import train_stages
+
     presets = methods.get_method(name).preset_names
     preset = "corrected" if "corrected" in presets else presets[0]
+    previous = None
+    if methods.get_method(name).stages:
+        # A staged method trains on its stages' models: a short stage first, in memory.
+        short = with_short_stages(name)
+        try:
+            cfg = smoke_config(method=short.name, preset=preset, runs=1, epochs=1,
+                               epochs_per_call=1)
+            previous = train_stages(cfg, None, progress=False, log=lambda s: None)
+        finally:
+            methods.unregister(short.name)
+        assert set(previous) == {st.name for st in short.stages}
     prep = prepare_run(smoke_config(method=name, preset=preset, runs=1, epochs=1,
-                                    epochs_per_call=1))
+                                    epochs_per_call=1), previous=previous)
     sweep = Sweep(prep)
     state = sweep.init(prep.seed_data, prep.device_data)
     state, records = sweep.run_epochs(state, prep.seed_data, prep.device_data)

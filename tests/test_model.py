@@ -189,8 +189,20 @@ def test_every_factory_name_constructs():
         b = batch
         if method in ("g2gnn", "imbgnn"):  # their model reads the kernel-neighbour table
             b = batch._replace(extras={"kernel_neighbours": np.full((64, 1), -1, np.int32)})
+        staged = get_method(method).stages
         for pert in PERTURBATIONS:
-            init(small_cfg(method=method, perturbation=pert), b)
+            cfg = small_cfg(method=method, perturbation=pert)
+            if not staged:
+                init(cfg, b)
+                continue
+            # A staged family's model reads its stage's variables from the method state.
+            pre = get_method(staged[0].method).create_models(cfg, C)["default"]
+            v = pre.init(rngs(0, params=True), b, (), train=False)
+            state = {"pretrain": {"params": v["params"], "batch_stats": v["batch_stats"]}}
+            model = create_model(cfg, C)
+            out, _ = model.apply(model.init(rngs(0, params=True), b, state, train=False),
+                                 b, state, train=False, rngs=rngs(1))
+            assert out.shape == (b.n_graph, C)
     with pytest.raises(ConfigError, match="backbone='gat'"):
         create_backbone("gat", num_layers=2, hidden=8)
     with pytest.raises(ConfigError, match="method='mlp'"):

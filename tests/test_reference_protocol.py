@@ -10,13 +10,13 @@ import jax
 import numpy as np
 import pytest
 from conftest import IN_CI
+from helpers import smoke_config
 
 from uniimb_jax import cli
 from uniimb_jax.config import (
     DatasetSettings,
     make_config,
     parse_settings,
-    smoke_config,
     validate_config,
 )
 from uniimb_jax.data.batching import chunk_budget, official_eval_batches
