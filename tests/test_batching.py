@@ -288,3 +288,12 @@ def test_pack_eval_places_every_graph_once_within_budget(ds):
     too_small = bud._replace(n_node=2)
     with pytest.raises(ValueError, match="budget"):
         B.pack_eval(ds, idx, too_small)
+
+
+def test_sampled_totals_of_a_list_shorter_than_a_batch_are_its_whole_total(ds):
+    """A list of fewer than B graphs is one short batch (PyTorch's loader): every sample is
+    the whole list, padded with empty slots."""
+    idx = np.array([3, 8, 20])
+    nodes, edges = B.sampled_batch_totals(ds, 5, [idx], num_samples=4)
+    assert (nodes == ds.nodes_per_graph[idx].sum()).all()
+    assert (edges == ds.edges_per_graph[idx].sum()).all()

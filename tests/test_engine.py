@@ -321,3 +321,25 @@ def test_selection_by_validation_macro_f1_keeps_each_seeds_best_f1_epoch(tmp_pat
 
     with pytest.raises(ConfigError, match="reproduces a published protocol"):
         validate_config(smoke_config(preset="reference", select_by="val_macro_f1"))
+
+
+@pytest.mark.slow
+def test_a_dataloader_batch_larger_than_the_training_list_is_one_short_batch():
+    """PyTorch's loader with batch_size > len(dataset) yields one batch of every graph
+    (GraphCL's 128 on PROTEINS' topology split of 112); the other batchings fill every
+    batch and refuse such a list."""
+    cfg = smoke_config(method="gin", batching="dataloader", batch_size=100, runs=1, epochs=1)
+    prep = prepare_run(cfg)
+    data = jax.tree.map(lambda x: x[0], prep.seed_data)
+    n = int(data.num_train)
+    assert n < cfg.batch_size and prep.spec.num_train_batches == 1
+    state = jax.tree.map(lambda x: x[0], Sweep(prep).init(prep.seed_data, prep.device_data))
+    idx, valid = prep.engine.epoch_order(state, data)
+    flat = np.asarray(idx).reshape(-1)
+    assert idx.shape == (1, 100) and bool(valid[0])
+    assert sorted(flat[:n].tolist()) == sorted(np.asarray(data.train_idx[:n]).tolist())
+    assert (flat[n:] == -1).all()
+    res = train(cfg, progress=False, log=lambda s: None)
+    assert np.isfinite(res["summary"]["macro_f1"]["mean"])
+    with pytest.raises(ConfigError, match=f"batch_size=100 is out of range; seed 0 has only {n}"):
+        prepare_run(smoke_config(method="gin", batching="packed", batch_size=100, runs=1))

@@ -199,13 +199,16 @@ def sampled_batch_totals(
 ) -> tuple[np.ndarray, np.ndarray]:
     """Node and edge totals ``[num_samples * len(train_indices)] int64`` of random training
     batches: ``B`` distinct positions of each list, as an epoch's shuffle draws them (with
-    ``expand``, of the graphs those batches gather)."""
+    ``expand``, of the graphs those batches gather). A list shorter than ``B`` is one short
+    batch of all its graphs (PyTorch's loader; ``-1`` in the remaining slots)."""
     rng = np.random.default_rng(seed)
     node_totals, edge_totals = [], []
     for idx in train_indices:
         idx = np.asarray(idx, np.int64)
         keys = rng.random((num_samples, idx.size))
-        pick = idx[np.argpartition(keys, graphs_per_batch - 1, axis=1)[:, :graphs_per_batch]]
+        k = min(graphs_per_batch, idx.size)
+        pick = idx[np.argpartition(keys, k - 1, axis=1)[:, :k]]
+        pick = np.pad(pick, ((0, 0), (0, graphs_per_batch - k)), constant_values=-1)
         if expand is not None:
             pick = np.asarray(expand(pick), np.int64)
         nodes, edges = _totals(ds, pick)

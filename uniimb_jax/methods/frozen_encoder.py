@@ -24,9 +24,11 @@ from uniimb_jax.models.self_supervised import FrozenEncoderClassifier
 
 # evaluate_embedding.py's LogReg (GraphCL's and InfoGraph's): Adam lr 0.01, weight_decay 0,
 # 100 iterations, the last model tested. Batches of 128 (the pre-training's) rather than the
-# whole training set (docs/methods/graphcl.md).
+# whole training set, with a short last batch (PyTorch's loader): a training list of fewer
+# than 128 graphs (PROTEINS' topology split: 112) is one full-list step per epoch, as the
+# published LogReg takes it (docs/methods/graphcl.md).
 CLASSIFIER_RUN = dict(learning_rate=0.01, weight_decay=0.0, batch_size=128, epochs=100,
-                      early_stopping=False, select_by="last_epoch", batching="packed")
+                      early_stopping=False, select_by="last_epoch", batching="dataloader")
 
 
 def _preset(name: str, description: str, source: str) -> Preset:

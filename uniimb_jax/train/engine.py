@@ -179,7 +179,10 @@ class Engine:
     def init_state(self, seed_data: SeedData, dd) -> TrainState:
         """Initial state of one seed (its root key is ``jax.random.key(seed)``)."""
         root = jax.random.key(seed_data.seed)
-        batch = self._batch(dd, seed_data.train_idx[: self.spec.batch_size])
+        first = seed_data.train_idx[: self.spec.batch_size]
+        # A list shorter than a batch ("dataloader" batching): empty slots, as in training.
+        first = jnp.pad(first, (0, self.spec.batch_size - first.shape[0]), constant_values=-1)
+        batch = self._batch(dd, first)
         init_key = jax.random.fold_in(root, 3)
         k_params, k_rest = jax.random.split(init_key)
         rngs = {"params": k_params, **self._rngs(k_rest)}

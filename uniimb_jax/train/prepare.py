@@ -117,11 +117,15 @@ def _batched_lists(split: Split, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarr
 
 def check_split_sizes(ds: GraphDataset, cfg: TrainConfig, splits: list[Split]) -> None:
     """Every seed's batched train/validation/test lists are non-empty and the training list
-    holds at least one batch (checked before anything is sized from the splits).
+    holds at least one batch (checked before anything is sized from the splits). With
+    ``batching="dataloader"`` a training list shorter than ``batch_size`` is one short batch,
+    as PyTorch's loader makes it (e.g. GraphCL's batch of 128 on PROTEINS' topology split,
+    which trains on 112 graphs).
 
     Raises:
       SplitError: a list is empty.
-      ConfigError: ``batch_size`` exceeds a seed's training graphs.
+      ConfigError: ``batch_size`` exceeds a seed's training graphs (other batchings, which
+        fill every batch).
     """
     b = cfg.batch_size
     for seed, split in zip(cfg.seeds, splits):
@@ -129,7 +133,7 @@ def check_split_sizes(ds: GraphDataset, cfg: TrainConfig, splits: list[Split]) -
         for part, idx in (("train", tr), ("val", va), ("test", te)):
             if len(idx) == 0:
                 raise SplitError(f"seed {seed}: the {part} split of {ds.name} is empty")
-        if len(tr) < b:
+        if len(tr) < b and cfg.batching != "dataloader":
             raise ConfigError(
                 f"batch_size={b} is out of range; seed {seed} has only {len(tr)} training graphs"
             )

@@ -326,7 +326,8 @@ def _train_loop(cfg, prep, sweep, wd, ckpt, bar, log, t_start, stop_after_calls,
                   for sp in prep.splits]
         log(f"job: {cfg.runs} seeds x up to {cfg.epochs} epochs (epochs {start_epoch} done); "
             f"per seed-epoch {int(np.median(graphs))} training graphs in "
-            f"{spec.num_train_batches} batches of {spec.batch_size}, then validation; "
+            f"{spec.num_train_batches} batch{'es' if spec.num_train_batches > 1 else ''} "
+            f"of {spec.batch_size}, then validation; "
             f"a device call runs {cfg.epochs_per_call} epochs of every seed")
     compile_s = None
 
