@@ -45,9 +45,12 @@ if [ "$QUEUE" = baselines ]; then
   # training graphs are one short batch of 128, docs/methods/graphcl.md)
   run --table class --datasets PROTEINS IMDB-MULTI --variants graphcl graphcl-upsample graphcl-reweight
   run --table topology --datasets PROTEINS IMDB-MULTI --variants graphcl
+  # ... and pre-trained on every graph of the dataset, as published (docs/methods/graphcl.md)
+  run --table class --datasets PROTEINS IMDB-MULTI --variants graphcl-transductive graphcl-transductive-upsample graphcl-transductive-reweight
   # B7 (issue 37). InfoGraph, the same way
   run --table class --datasets PROTEINS IMDB-MULTI --variants infograph infograph-upsample infograph-reweight
   run --table topology --datasets PROTEINS IMDB-MULTI --variants infograph
+  run --table class --datasets PROTEINS IMDB-MULTI --variants infograph-transductive infograph-transductive-upsample infograph-transductive-reweight
   exit 0
 fi
 # 1. PROTEINS, class imbalance

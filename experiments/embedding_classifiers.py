@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))
 from uniimb_jax.data import batching  # noqa: E402
 from uniimb_jax.methods import get_method  # noqa: E402
 from uniimb_jax.models.self_supervised import PRETRAIN_MODELS  # noqa: E402
-from uniimb_jax.train.prepare import _batched_lists, load_dataset, node_feature_dict, draw_splits  # noqa: E402,E501
+from uniimb_jax.train.prepare import batched_lists, load_dataset, node_feature_dict, draw_splits  # noqa: E402,E501
 from uniimb_jax.train.trained import load_selected_stacked, stage_workdir  # noqa: E402
 from uniimb_jax.train.workdir import load_config  # noqa: E402
 from uniimb_jax.data import device_batching  # noqa: E402
@@ -78,7 +78,7 @@ def svc_scores(cfg, ds, splits, emb) -> list[float]:
     weight = "balanced" if cfg.method.endswith("-reweight") else None
     scores = []
     for s, split in enumerate(splits):
-        train, _, test = _batched_lists(split, cfg)
+        train, _, test = batched_lists(split, cfg, ds.num_graphs)
         y = ds.graph_labels
         clf = GridSearchCV(SVC(class_weight=weight),
                            {"C": [0.001, 0.01, 0.1, 1, 10, 100, 1000]}, cv=5,

@@ -432,12 +432,17 @@ def _overview_cell(res: Optional[dict], ref) -> str:
     return f"{s['mean']:.2f} ± {s['std']:.2f}{lf}{paper}"
 
 
-def overview_table(table: Table, cells: dict, paper: dict) -> list[str]:
+def overview_table(table: Table, cells: dict, paper: dict, measurements: bool = True
+                   ) -> list[str]:
     """One matrix per table: a row per variant that has a cell or a paper row, a column per
-    dataset; ``ours ± std / leakage-free (paper mean ± std)`` or ``not run (paper ...)``."""
+    dataset; ``ours ± std / leakage-free (paper mean ± std)`` or ``not run (paper ...)``.
+    A measurement variant (``Variant.measurement``) only with a cell, and only when
+    ``measurements`` (not in the README's short table)."""
     rows = []
     for variant in table.variants:
         has_cell = any((d, variant.name) in cells for d in table.datasets)
+        if variant.measurement and not (measurements and has_cell):
+            continue
         refs = {d: paper_number(paper, table, variant, d, "macro_f1") for d in table.datasets}
         if not has_cell and (variant.paper_row is None or variant.same_as is not None
                              or all(r is None for r in refs.values())):
@@ -486,8 +491,8 @@ def overview(root: pathlib.Path = RESULTS, paper_path: pathlib.Path = PAPER) -> 
         "resumable, 20 seeds, 1000-epoch budget); the CPU floor is 20 seeds x 501 epochs at the",
         "measured seconds per seed-epoch (`BENCHMARKS.md`). REDDIT-BINARY and COLLAB wait for a",
         "GPU: `python experiments/gpu_campaign.py --out runs/gpu --data-dir ../shared/data/tu`.",
-        "The paper's other rows (InfoGraph, GraphCL, TopoImb, DataDec, ImGKB, SOLT-GNN and the",
-        "graph transformers) are not implemented yet.",
+        "The paper's other rows (TopoImb, DataDec, SOLT-GNN and the graph transformers) are not",
+        "implemented yet.",
     ]
     return "\n".join(lines) + "\n"
 
@@ -496,7 +501,7 @@ def readme_table(root: pathlib.Path = RESULTS, paper_path: pathlib.Path = PAPER)
     """The README's results table: the class-imbalance matrix of the overview."""
     paper = json.loads(paper_path.read_text()) if paper_path.exists() else {}
     table = TABLES["class"]
-    return "\n".join(overview_table(table, load_cells(table, root), paper))
+    return "\n".join(overview_table(table, load_cells(table, root), paper, measurements=False))
 
 
 def with_readme_table(readme: str, table: str) -> str:

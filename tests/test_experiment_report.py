@@ -247,3 +247,16 @@ def test_the_report_shows_head_and_tail_scores_and_names_the_cells_without(tmp_p
     assert (f"{g['tail']['macro_f1']['mean']:.2f} ± {g['tail']['macro_f1']['std']:.2f} |"
             in row)
     assert "Not measured" in section and "PROTEINS uniimb-corrected" in section
+
+
+def test_a_measurement_variant_is_listed_with_a_cell_and_never_in_the_readme():
+    table = TABLES["class"]
+    measured = next(v for v in table.variants if v.measurement)
+    cell = {"summary": {"macro_f1": {"mean": 61.25, "std": 3.5}}}
+    without = "\n".join(report.overview_table(table, {}, {}))
+    assert measured.name not in without
+    cells = {("PROTEINS", measured.name): cell}
+    full = "\n".join(report.overview_table(table, cells, {}))
+    short = "\n".join(report.overview_table(table, cells, {}, measurements=False))
+    assert f"| {measured.name} (" in full and "61.25 ± 3.50" in full
+    assert measured.name not in short

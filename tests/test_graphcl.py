@@ -185,6 +185,31 @@ def test_the_presets_are_the_published_settings():
         validate_config(dataclasses.replace(cls, select_by="val_loss"))
 
 
+@pytest.mark.parametrize("family", ["graphcl", "infograph"])
+def test_the_transductive_variants_pretrain_on_every_graph_and_classify_on_the_split(family):
+    """The published pre-training embeds the whole dataset (test graphs included); the
+    classifier still trains on the seed's training list (up-sampled where it says so)."""
+    from helpers import smoke_config
+    from uniimb_jax.train.prepare import batched_lists, draw_splits, load_dataset
+
+    up = get_method(f"{family}-transductive-upsample")
+    assert up.sampler == "upsample" and up.stages[0].method == f"{family}-pretrain-transductive"
+    assert get_method(f"{family}-transductive-reweight").graph_loss is get_method(
+        f"{family}-reweight").graph_loss
+    pre = smoke_config(method=f"{family}-pretrain-transductive", preset=family, runs=1)
+    ds = load_dataset(pre)
+    split = draw_splits(ds, pre)[0]
+    train, val, test = batched_lists(split, pre, ds.num_graphs)
+    np.testing.assert_array_equal(train, np.arange(ds.num_graphs))
+    np.testing.assert_array_equal(val, split.val)
+    np.testing.assert_array_equal(test, split.test)
+    cls = dataclasses.replace(pre, method=f"{family}-transductive-upsample")
+    np.testing.assert_array_equal(batched_lists(split, cls, ds.num_graphs)[0],
+                                  split.train_upsampled)
+    plain = dataclasses.replace(pre, method=f"{family}-pretrain")
+    np.testing.assert_array_equal(batched_lists(split, plain, ds.num_graphs)[0], split.train)
+
+
 def published_local_global(l_enc, g_enc, batch):
     """InfoGraph's local_global_loss_ (measure JSD) in numpy, with its dense masks."""
     n, g = l_enc.shape[0], g_enc.shape[0]

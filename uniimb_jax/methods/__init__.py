@@ -36,6 +36,7 @@ from uniimb_jax.methods.graphcl import (
     GRAPHCL,
     GRAPHCL_PRETRAIN,
     GRAPHCL_REWEIGHT,
+    GRAPHCL_TRANSDUCTIVE,
     GRAPHCL_UPSAMPLE,
 )
 from uniimb_jax.methods.imbgnn import IMBGNN
@@ -43,6 +44,7 @@ from uniimb_jax.methods.infograph import (
     INFOGRAPH,
     INFOGRAPH_PRETRAIN,
     INFOGRAPH_REWEIGHT,
+    INFOGRAPH_TRANSDUCTIVE,
     INFOGRAPH_UPSAMPLE,
 )
 from uniimb_jax.methods.imgkb import IMGKB
@@ -137,7 +139,7 @@ def load_plugins() -> list[str]:
 
 for _m in (UNIIMB, GIN, GIN_UPSAMPLE, GIN_REWEIGHT, G2GNN, IMBGNN, IMGKB, GRAPHCL_PRETRAIN,
            GRAPHCL, GRAPHCL_UPSAMPLE, GRAPHCL_REWEIGHT, INFOGRAPH_PRETRAIN, INFOGRAPH,
-           INFOGRAPH_UPSAMPLE, INFOGRAPH_REWEIGHT):
+           INFOGRAPH_UPSAMPLE, INFOGRAPH_REWEIGHT, *GRAPHCL_TRANSDUCTIVE, *INFOGRAPH_TRANSDUCTIVE):
     register(_m)
 
 __all__ = [

@@ -56,7 +56,7 @@ import numpy as np
 
 from uniimb_jax.errors import ConfigError
 
-SAMPLERS = (None, "upsample")
+SAMPLERS = (None, "upsample", "all")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -227,7 +227,10 @@ class Method:
       after_epoch: ``(state, last_aux, ModelConfig, batch_size) -> state`` after every
         epoch's validation.
       evaluations: test evaluations besides the official one.
-      sampler: ``None`` (the split's training list) or ``"upsample"`` (its up-sampled list).
+      sampler: ``None`` (the split's training list), ``"upsample"`` (its up-sampled list)
+        or ``"all"`` (every graph of the dataset, test graphs included: only for a stage
+        that reads no label, e.g. GraphCL's pre-training as published; validation and test
+        lists stay the split's).
       class_weights: ``(labels [n] int, C) -> [C] float32`` loss weights per class from a
         seed's training list.
       dataset_arrays: ``(GraphDataset, ModelConfig, cache_dir or None) -> {name: array}``:

@@ -111,3 +111,29 @@ def frozen_encoder_methods(
                     f"loss (G2GNN's batch_reweight; the paper's {label} (re-weight) row)",
         graph_loss=batch_balanced_loss)
     return pretrain, classic, upsample, reweight
+
+
+def transductive_methods(pretrain: Method, *classifiers: Method) -> tuple[Method, ...]:
+    """The published pre-training's variants: ``<pretrain>-transductive`` trains on every
+    graph of the dataset, test graphs included (``sampler="all"``; the published
+    unsupervised code embeds the whole TU dataset), labels unused; each classifier
+    ``<family>[-x]`` becomes ``<family>-transductive[-x]`` on it. The classifiers still
+    train on the seed's training list only (docs/methods/graphcl.md, "Pre-training on every
+    graph").
+
+    Returns ``(pretrain, *classifiers)`` so transformed, in that order.
+    """
+    family = pretrain.name.removesuffix("-pretrain")
+    pre = dataclasses.replace(
+        pretrain, name=f"{pretrain.name}-transductive", sampler="all",
+        description=f"{pretrain.description.split(' (')[0]}, on every graph of the dataset "
+                    "(test graphs included, labels unused), as its published code")
+    out = [pre]
+    for cls in classifiers:
+        suffix = cls.name.removeprefix(family)
+        out.append(dataclasses.replace(
+            cls, name=f"{family}-transductive{suffix}",
+            description=f"{cls.description}; the encoder pre-trained on every graph of the "
+                        "dataset, as published",
+            stages=tuple(dataclasses.replace(st, method=pre.name) for st in cls.stages)))
+    return tuple(out)

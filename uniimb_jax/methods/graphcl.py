@@ -15,11 +15,11 @@
 
 from __future__ import annotations
 
-from uniimb_jax.methods.frozen_encoder import frozen_encoder_methods
+from uniimb_jax.methods.frozen_encoder import frozen_encoder_methods, transductive_methods
 from uniimb_jax.models.config import ModelConfig
 from uniimb_jax.models.self_supervised import GraphCLPretrain, nt_xent
 
-__all__ = ["GRAPHCL_PRETRAIN", "GRAPHCL", "GRAPHCL_UPSAMPLE", "GRAPHCL_REWEIGHT"]
+__all__ = ["GRAPHCL_PRETRAIN", "GRAPHCL", "GRAPHCL_UPSAMPLE", "GRAPHCL_REWEIGHT", "GRAPHCL_TRANSDUCTIVE"]
 
 _SOURCE = "Shen-Lab/GraphCL unsupervised_TU (go.sh, gsimclr.py, aug.py, evaluate_embedding.py)"
 
@@ -54,3 +54,7 @@ GRAPHCL_PRETRAIN, GRAPHCL, GRAPHCL_UPSAMPLE, GRAPHCL_REWEIGHT = frozen_encoder_m
     classifier_preset_description="a linear classifier (GraphCL's LogReg: lr 0.01, 100 "
                                   "epochs, the last model) on the GraphCL-pre-trained encoder",
 )
+
+# The published pre-training on every graph of the dataset (docs/methods/graphcl.md,
+# "Pre-training on every graph"): pretrain, classic, upsample, reweight.
+GRAPHCL_TRANSDUCTIVE = transductive_methods(GRAPHCL_PRETRAIN, GRAPHCL, GRAPHCL_UPSAMPLE, GRAPHCL_REWEIGHT)

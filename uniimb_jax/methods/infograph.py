@@ -16,11 +16,11 @@ from __future__ import annotations
 
 import jax.numpy as jnp
 
-from uniimb_jax.methods.frozen_encoder import frozen_encoder_methods
+from uniimb_jax.methods.frozen_encoder import frozen_encoder_methods, transductive_methods
 from uniimb_jax.models.config import ModelConfig
 from uniimb_jax.models.self_supervised import InfoGraphPretrain
 
-__all__ = ["INFOGRAPH_PRETRAIN", "INFOGRAPH", "INFOGRAPH_UPSAMPLE", "INFOGRAPH_REWEIGHT"]
+__all__ = ["INFOGRAPH_PRETRAIN", "INFOGRAPH", "INFOGRAPH_UPSAMPLE", "INFOGRAPH_REWEIGHT", "INFOGRAPH_TRANSDUCTIVE"]
 
 _SOURCE = ("fanyun-sun/InfoGraph unsupervised (README command, main.py, gin.py, losses.py, "
            "evaluate_embedding.py)")
@@ -57,3 +57,7 @@ INFOGRAPH_PRETRAIN, INFOGRAPH, INFOGRAPH_UPSAMPLE, INFOGRAPH_REWEIGHT = frozen_e
     classifier_preset_description="a linear classifier (LogReg: lr 0.01, 100 epochs, the last "
                                   "model) on the InfoGraph-pre-trained encoder",
 )
+
+# The published pre-training on every graph of the dataset (docs/methods/graphcl.md,
+# "Pre-training on every graph"): pretrain, classic, upsample, reweight.
+INFOGRAPH_TRANSDUCTIVE = transductive_methods(INFOGRAPH_PRETRAIN, INFOGRAPH, INFOGRAPH_UPSAMPLE, INFOGRAPH_REWEIGHT)

@@ -108,10 +108,17 @@ def _pad(idx: np.ndarray, length: int) -> np.ndarray:
     return out
 
 
-def _batched_lists(split: Split, cfg: TrainConfig) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """The train, validation and test index lists a run batches for one split."""
-    if cfg.uses_upsampling:
+def batched_lists(split: Split, cfg: TrainConfig, num_graphs: int
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """The train, validation and test index lists a run batches for one split, as the
+    method's sampler (:attr:`~uniimb_jax.methods.Method.sampler`) picks its training list:
+    the split's, its up-sampled one, or every one of the dataset's ``num_graphs`` graphs (a
+    label-free stage trained as published, test graphs included)."""
+    sampler = get_method(cfg.method).sampler
+    if sampler == "upsample":
         return split.train_upsampled, split.val_upsampled, split.test
+    if sampler == "all":
+        return np.arange(num_graphs, dtype=np.int64), split.val, split.test
     return split.train, split.val, split.test
 
 
@@ -129,7 +136,7 @@ def check_split_sizes(ds: GraphDataset, cfg: TrainConfig, splits: list[Split]) -
     """
     b = cfg.batch_size
     for seed, split in zip(cfg.seeds, splits):
-        tr, va, te = _batched_lists(split, cfg)
+        tr, va, te = batched_lists(split, cfg, ds.num_graphs)
         for part, idx in (("train", tr), ("val", va), ("test", te)):
             if len(idx) == 0:
                 raise SplitError(f"seed {seed}: the {part} split of {ds.name} is empty")
@@ -143,7 +150,7 @@ def _eval_lists(
     ds: GraphDataset, cfg: TrainConfig, split: Split, seed: int, budget: batching.PaddingBudget
 ) -> dict[str, tuple[np.ndarray, np.ndarray]]:
     """``{"val", "test", "test_shuffled": (idx, scored)}`` of one seed (``cfg.batching``)."""
-    _, val, test = _batched_lists(split, cfg)
+    _, val, test = batched_lists(split, cfg, ds.num_graphs)
     # A fixed stream per seed, apart from the split's own: the orders are part of the run.
     rng = np.random.default_rng([int(seed), 0x0E7A1])
     shuffled = rng.permutation(np.asarray(test, np.int64))
@@ -206,7 +213,7 @@ def seed_data_from_splits(
     budgets ``(val_n_node, val_n_edge, test_n_node, test_n_edge)``.
     """
     b = cfg.batch_size
-    trains = [_batched_lists(s, cfg)[0] for s in splits]
+    trains = [batched_lists(s, cfg, ds.num_graphs)[0] for s in splits]
     check_split_sizes(ds, cfg, splits)
     t_len = max(len(t) for t in trains)
     lists = [_eval_lists(ds, cfg, split, seed, budget) for seed, split in zip(cfg.seeds, splits)]
@@ -261,7 +268,7 @@ def run_budget(
     (``expand``) both fit the graphs a batch gathers: the worst case its slot count of the
     largest graphs of the lists and of the dataset (neighbours may be any graph).
     """
-    lists = [_batched_lists(s, cfg) for s in splits]
+    lists = [batched_lists(s, cfg, ds.num_graphs) for s in splits]
     every = np.concatenate([np.asarray(i) for parts in lists for i in parts])
     if expand is not None:
         every = np.concatenate([every, np.arange(ds.num_graphs)])
@@ -304,7 +311,7 @@ def oversize_budgets(
     fits, so it drops no graph (:meth:`~uniimb_jax.train.engine.Engine.train_epoch`)."""
     if cfg.budget != "quantile" or train_totals is None:
         return ()
-    trains = np.concatenate([np.asarray(_batched_lists(s, cfg)[0]) for s in splits])
+    trains = np.concatenate([np.asarray(batched_lists(s, cfg, ds.num_graphs)[0]) for s in splits])
     if expand is not None:  # neighbours may be any graph of the dataset
         trains = np.concatenate([trains, np.arange(ds.num_graphs)])
     worst = batching.padding_budget(ds, _slots(cfg, expand), trains)
@@ -422,7 +429,7 @@ def prepare_run(
         inductive_n_edge=inductive[1],
     )
     # Real nodes per padded node of an average training batch.
-    mean_nodes = float(np.mean([np.mean(ds.nodes_per_graph[_batched_lists(sp, cfg)[0]])
+    mean_nodes = float(np.mean([np.mean(ds.nodes_per_graph[batched_lists(sp, cfg, ds.num_graphs)[0]])
                                 for sp in splits]))
     efficiency = mean_nodes * cfg.batch_size / n_node
     if expand is not None and train_totals is not None:  # the batches' extra graphs count

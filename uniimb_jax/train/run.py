@@ -38,7 +38,7 @@ from uniimb_jax.errors import CheckpointError, TrainingInterrupted, UniImbError
 from uniimb_jax.train import results as results_lib
 from uniimb_jax.train import sharding as sharding_lib
 from uniimb_jax.train.checkpoint import Checkpointer
-from uniimb_jax.train.prepare import prepare_run
+from uniimb_jax.train.prepare import batched_lists, prepare_run
 from uniimb_jax.train.curves import plot_curves
 from uniimb_jax.train.progress import SeedEpochProgress
 from uniimb_jax.train.sweep import Sweep
@@ -322,7 +322,7 @@ def _train_loop(cfg, prep, sweep, wd, ckpt, bar, log, t_start, stop_after_calls,
     if primary:
         spec = prep.spec
         # From the host-side splits: the device copy may span several processes.
-        graphs = [len(sp.train_upsampled if cfg.uses_upsampling else sp.train)
+        graphs = [len(batched_lists(sp, cfg, prep.dataset.num_graphs)[0])
                   for sp in prep.splits]
         log(f"job: {cfg.runs} seeds x up to {cfg.epochs} epochs (epochs {start_epoch} done); "
             f"per seed-epoch {int(np.median(graphs))} training graphs in "
