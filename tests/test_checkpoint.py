@@ -297,6 +297,35 @@ def test_a_checkpoint_from_before_an_added_field_restores_with_it_filled(tmp_pat
     np.testing.assert_array_equal(np.asarray(got["w"]), np.asarray(params["w"]))
 
 
+class _MidEarly(NamedTuple):
+    """EarlyStopState as checkpoints between ``selected_val_macro_f1`` and
+    ``selected_val_accuracy`` hold it."""
+
+    best_val_loss: jax.Array
+    best_epoch: jax.Array
+    stopped: jax.Array
+    stop_epoch: jax.Array
+    history: jax.Array
+    epoch: jax.Array
+    selected_val_macro_f1: jax.Array
+
+
+def test_a_checkpoint_of_each_generation_of_added_fields_restores(tmp_path):
+    """One field missing (the newest) restores as well as two: the saved ones come back,
+    the missing one is NaN."""
+    new = jax.vmap(lambda _: init_early_stopping(5, 2))(jnp.arange(S))
+    mid = _MidEarly(*[getattr(new, f) for f in _MidEarly._fields])
+    mid = mid._replace(selected_val_macro_f1=jnp.array([40.0, 50.0, 60.0], jnp.float32))
+    with Checkpointer(tmp_path / "ck") as ckpt:
+        ckpt.save(3, {"early": mid}, {"epoch": 3})
+    with Checkpointer(tmp_path / "ck") as ckpt:
+        step, state, _ = ckpt.restore_latest({"early": new})
+    early = state["early"]
+    assert step == 3 and type(early) is type(new)
+    np.testing.assert_array_equal(np.asarray(early.selected_val_macro_f1), [40.0, 50.0, 60.0])
+    assert np.isnan(np.asarray(early.selected_val_accuracy)).all()
+
+
 class _Holder(NamedTuple):
     early: Any
     params: Any

@@ -178,3 +178,60 @@ def test_selection_by_macro_f1_keeps_the_highest_and_records_its_loss():
     for epoch, (loss, f1) in enumerate(zip(losses, f1s)):
         state, _ = es.update_early_stopping(state, loss, epoch, 10, 3, val_macro_f1=f1)
     assert int(state.best_epoch) == 3 and float(state.selected_val_macro_f1) == 60.0
+
+
+def solt_loop(losses, accs, max_epochs, patience):
+    """SOLT-GNN's main.py loop: returns (selected epochs, the epoch it breaks at or -1)."""
+    best_acc, best_loss, wait, selected = 0.0, 100000.0, 0, []
+    for epoch in range(max_epochs):
+        if losses[epoch] < best_loss and accs[epoch] > best_acc:
+            best_acc, best_loss, wait = accs[epoch], losses[epoch], 0
+            selected.append(epoch)
+        else:
+            wait += 1
+        if wait == patience:
+            return selected, epoch
+    return selected, -1
+
+
+@pytest.mark.parametrize("seed", range(4))
+def test_solt_gnn_selection_and_patience_follow_its_loop(seed):
+    rng = np.random.default_rng(seed)
+    n, patience = 60, 7
+    # Noisy, slowly improving curves: some epochs better in one score only.
+    losses = (1.0 - 0.01 * np.arange(n) + 0.05 * rng.standard_normal(n)).astype(np.float32)
+    accs = (0.5 + 0.004 * np.arange(n) + 0.03 * rng.standard_normal(n)).astype(np.float32)
+    want_sel, want_stop = solt_loop(losses, accs, n, patience)
+    state = es.init_early_stopping(n, patience)
+    got_sel, got_stop = [], -1
+    for epoch in range(n):
+        state, improved = es.update_early_stopping(
+            state, losses[epoch], epoch, n, patience, val_accuracy=accs[epoch],
+            select_by_loss_and_accuracy=True, patience=patience)
+        if bool(improved):
+            got_sel.append(epoch)
+        if bool(state.stopped):
+            got_stop = epoch
+            break
+    assert got_sel == want_sel and got_stop == want_stop
+    assert int(state.best_epoch) == want_sel[-1]
+    assert float(state.selected_val_accuracy) == accs[want_sel[-1]]
+    # Stopped seeds stay stopped and never improve again.
+    if got_stop >= 0:
+        after, imp = es.update_early_stopping(
+            state, -1.0, got_stop + 1, n, patience, val_accuracy=1.0,
+            select_by_loss_and_accuracy=True, patience=patience)
+        assert not bool(imp) and int(after.best_epoch) == want_sel[-1]
+
+
+def test_patience_counts_from_the_start_when_nothing_is_selected():
+    """No epoch selected: the published counter reaches `patience` after epoch patience-1."""
+    n, patience = 20, 5
+    state = es.init_early_stopping(n, patience)
+    for epoch in range(n):
+        state, _ = es.update_early_stopping(
+            state, 1.0, epoch, n, patience, val_accuracy=0.0,
+            select_by_loss_and_accuracy=True, patience=patience)
+        if bool(state.stopped):
+            break
+    assert int(state.stop_epoch) == patience - 1 and int(state.best_epoch) == -1

@@ -28,7 +28,10 @@ CLASS_DEGREES = ("extreme", "medium", "low")
 TOPOLOGY_DEGREES = ("high", "mid", "low")
 SPLIT_PROTOCOLS = ("reference", "corrected")
 BUDGETS = ("worst", "quantile")
-SELECT_BY = ("val_loss", "val_macro_f1", "last_epoch")
+SELECT_BY = ("val_loss", "val_macro_f1", "last_epoch", "val_loss_and_accuracy")
+# How a seed stops early: the reference's mean of the last window of validation losses, or
+# SOLT-GNN's patience (early_stop_window epochs in a row without a selected model).
+EARLY_STOP_RULES = ("window", "patience")
 BATCHINGS = ("packed", "official", "dataloader")
 
 
@@ -104,7 +107,13 @@ class TrainConfig:
     learning_rate: float = 1e-3
     weight_decay: float = 5e-4
     early_stop_window: int = 200
+    early_stop_rule: str = "window"
     early_stopping: bool = True
+    # PyTorch's StepLR(step_size=lr_step_epochs, gamma=lr_step_gamma) stepped before each
+    # epoch (SOLT-GNN): epoch e (from 0) trains at lr * gamma ** ((e + 1) // step_size).
+    # 0: a constant learning rate.
+    lr_step_epochs: int = 0
+    lr_step_gamma: float = 0.5
     # Which epoch's model each seed keeps for testing: the lowest validation loss (every
     # published protocol) or the highest validation Macro-F1 (for strong imbalance; the
     # stopping rule still reads the loss). A published preset keeps the loss.
@@ -184,10 +193,14 @@ def validate_config(cfg: TrainConfig, *, num_graphs: Optional[int] = None) -> No
     check_choice("budget", cfg.budget, BUDGETS)
     check_choice("batching", cfg.batching, BATCHINGS)
     check_choice("select_by", cfg.select_by, SELECT_BY)
+    check_choice("early_stop_rule", cfg.early_stop_rule, EARLY_STOP_RULES)
+    _check_positive("lr_step_epochs", cfg.lr_step_epochs, allow_zero=True)
+    _check_positive("lr_step_gamma", cfg.lr_step_gamma)
     preset = _method(cfg.method).preset(cfg.preset)
     if cfg.select_by != preset.select_by and preset.published:
         kept = {"val_loss": "lowest-validation-loss", "last_epoch": "last",
-                "val_macro_f1": "highest-validation-Macro-F1"}[preset.select_by]
+                "val_macro_f1": "highest-validation-Macro-F1",
+                "val_loss_and_accuracy": "lower-loss-and-higher-accuracy"}[preset.select_by]
         raise ConfigError(
             f"select_by={cfg.select_by!r} is not valid with --preset {cfg.preset} of "
             f"{cfg.method}: it reproduces a published protocol, which keeps each seed's "

@@ -48,6 +48,7 @@ from uniimb_jax.methods.infograph import (
     INFOGRAPH_UPSAMPLE,
 )
 from uniimb_jax.methods.imgkb import IMGKB
+from uniimb_jax.methods.solt_gnn import SOLT_GNN, SOLT_GNN_GIN
 from uniimb_jax.methods.gin import GIN, GIN_REWEIGHT, GIN_UPSAMPLE
 from uniimb_jax.methods.uniimb import UNIIMB
 
@@ -139,7 +140,8 @@ def load_plugins() -> list[str]:
 
 for _m in (UNIIMB, GIN, GIN_UPSAMPLE, GIN_REWEIGHT, G2GNN, IMBGNN, IMGKB, GRAPHCL_PRETRAIN,
            GRAPHCL, GRAPHCL_UPSAMPLE, GRAPHCL_REWEIGHT, INFOGRAPH_PRETRAIN, INFOGRAPH,
-           INFOGRAPH_UPSAMPLE, INFOGRAPH_REWEIGHT, *GRAPHCL_TRANSDUCTIVE, *INFOGRAPH_TRANSDUCTIVE):
+           INFOGRAPH_UPSAMPLE, INFOGRAPH_REWEIGHT, *GRAPHCL_TRANSDUCTIVE, *INFOGRAPH_TRANSDUCTIVE,
+           SOLT_GNN_GIN, SOLT_GNN):
     register(_m)
 
 __all__ = [

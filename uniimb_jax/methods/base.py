@@ -250,6 +250,13 @@ class Method:
         validation loss (in place of the cross-entropy of ``logits``), so that a batch's
         loss is its mean over the batch's graphs, as the published batch losses.
       stages: :class:`Stage` s trained before this method, in order (none: one stage).
+      constant_lr_params: top-level parameter names (Flax submodules) that the learning
+        rate's step decay (``TrainConfig.lr_step_epochs``) leaves at the base rate (SOLT-GNN's
+        pattern memory, whose own Adam has no scheduler).
+
+    A model may also put ``aux["skip_step"]`` (``[] bool``) in its training ``aux``: the
+    engine then leaves the seed's state as it was before the batch (no update of parameters,
+    optimizer or BatchNorm statistics), as published code that skips a batch does.
     """
 
     name: str
@@ -269,6 +276,7 @@ class Method:
     batch_graphs: Optional[Callable[..., jax.Array]] = None
     graph_loss: Optional[Callable[..., jax.Array]] = None
     stages: tuple[Stage, ...] = ()
+    constant_lr_params: tuple[str, ...] = ()
 
     def __post_init__(self):
         if self.sampler not in SAMPLERS:

@@ -33,7 +33,7 @@ from typing import Any, Optional
 
 from uniimb_jax.errors import ConfigError, check_choice
 
-METHODS = ("uniimb", "gin", "g2gnn", "imbgnn", "imgkb", "graphcl", "infograph")
+METHODS = ("uniimb", "gin", "g2gnn", "imbgnn", "imgkb", "graphcl", "infograph", "solt_gnn")
 BACKBONES = ("gin", "gcn", "sage")
 PERTURBATIONS = ("off", "reference", "corrected")
 U_DISTRIBUTIONS = ("uniform", "zipf", "exponential", "poisson")
@@ -109,6 +109,12 @@ class ModelConfig:
       augmentation: GraphCL's view, ``"random4"`` (one of the four per graph, its README's
         widest choice) or one of ``drop_nodes``, ``permute_edges``, ``subgraph``,
         ``mask_nodes`` (docs/methods/graphcl.md).
+      learn_eps: SOLT-GNN's GIN (``powerful-gnns``): ``(1 + eps_l) h`` with a learnt
+        ``eps_l`` instead of a self-loop (docs/methods/solt_gnn.md).
+      memory_size: SOLT-GNN's pattern memory ``d_m`` (``--dm``, 64).
+      head_loss_weight, node_triplet_weight, subgraph_triplet_weight, dissimilarity_weight:
+        SOLT-GNN's ``alpha``, ``mu1``, ``mu2`` and ``lambda``.
+      subgraph_epochs: SOLT-GNN's subgraph draws per head graph (one per epoch, 500).
     """
 
     method: str = "uniimb"
@@ -149,6 +155,13 @@ class ModelConfig:
     class_balance_beta: float = 0.999
     contrastive_temperature: float = 0.2
     augmentation: str = "random4"
+    learn_eps: bool = False
+    memory_size: int = 64
+    head_loss_weight: float = 0.5
+    node_triplet_weight: float = 1.0
+    subgraph_triplet_weight: float = 1.0
+    dissimilarity_weight: float = 1e-4
+    subgraph_epochs: int = 500
 
     @property
     def lap_feature_width(self) -> int:
@@ -204,6 +217,14 @@ class ModelConfig:
             raise ConfigError(f"contrastive_temperature={self.contrastive_temperature!r} is "
                               "out of range; expected > 0")
         _int_at_least("views", self.views, 1)
+        if not isinstance(self.learn_eps, bool):
+            raise ConfigError(f"learn_eps={self.learn_eps!r} is not valid; expected True or False")
+        for name in ("memory_size", "subgraph_epochs"):
+            _int_at_least(name, getattr(self, name), 1)
+        _real_in("head_loss_weight", self.head_loss_weight, 0.0, 1.0)
+        for name in ("node_triplet_weight", "subgraph_triplet_weight", "dissimilarity_weight"):
+            if not _is_real(getattr(self, name)) or getattr(self, name) < 0:
+                raise ConfigError(f"{name}={getattr(self, name)!r} is out of range; expected >= 0")
         _real_in("edge_drop", self.edge_drop, 0.0, 1.0)
         _real_in("node_mask", self.node_mask, 0.0, 1.0)
         if not _is_real(self.consistency_temperature) or self.consistency_temperature <= 0:

@@ -107,15 +107,16 @@ def _from_legacy(abstract: Any, restored: dict) -> Any:
                              for f in abstract._fields})
 
 
-# NamedTuple fields added after checkpoints were written (field -> the value every element
-# of it gets when such a checkpoint is restored): EarlyStopState.selected_val_macro_f1.
-ADDED_FIELDS = {"selected_val_macro_f1": float("nan")}
+# NamedTuple fields added after checkpoints were written, oldest first (field -> the value
+# every element of it gets when such a checkpoint is restored): EarlyStopState's
+# selected_val_macro_f1, then selected_val_accuracy.
+ADDED_FIELDS = {"selected_val_macro_f1": float("nan"), "selected_val_accuracy": float("nan")}
 
 
-def _without_added(abstract: Any) -> Any:
-    """``abstract`` with every NamedTuple that has an :data:`ADDED_FIELDS` field replaced by
-    a dict of its other fields (the form older checkpoints restore into), or None when no
-    such NamedTuple is in it."""
+def _without_added(abstract: Any, dropped: Any = tuple(ADDED_FIELDS)) -> Any:
+    """``abstract`` with every NamedTuple that has a ``dropped`` field (of
+    :data:`ADDED_FIELDS`) replaced by a dict of its other fields (the form older checkpoints
+    restore into), or None when no such NamedTuple is in it."""
     found = False
 
     def walk(node):
@@ -126,9 +127,9 @@ def _without_added(abstract: Any) -> Any:
         if fields is None:
             return node
         children = {f: walk(getattr(node, f)) for f in fields}
-        if set(ADDED_FIELDS) & set(fields):
+        if set(dropped) & set(fields):
             found = True
-            return {f: v for f, v in children.items() if f not in ADDED_FIELDS}
+            return {f: v for f, v in children.items() if f not in dropped}
         return type(node)(**children)
 
     out = walk(abstract)
@@ -301,15 +302,20 @@ class Checkpointer:
         if legacy is not None:
             layouts.append((legacy, lambda r: _from_legacy(abstract, r),
                             lambda r: _from_legacy(abstract, r)))
-        slim = _without_added(abstract)
-        if slim is not None:
+        added = tuple(ADDED_FIELDS)
+        for k in range(1, len(added) + 1):  # each generation: the newest k fields missing
+            slim = _without_added(abstract, added[-k:])
+            if slim is None:
+                continue
             layouts.append((slim, lambda r: _in_save_order(abstract, r),
                             lambda r: _with_added(abstract, r)))
             slim_legacy = _legacy_target(slim)
             if slim_legacy is not None:
                 layouts.append((slim_legacy,
-                                lambda r: _in_save_order(abstract, _from_legacy(slim, r)),
-                                lambda r: _with_added(abstract, _from_legacy(slim, r))))
+                                lambda r, slim=slim: _in_save_order(abstract,
+                                                                    _from_legacy(slim, r)),
+                                lambda r, slim=slim: _with_added(abstract,
+                                                                 _from_legacy(slim, r))))
         first_error = None
         for target, as_saved, upgrade in layouts:
             try:

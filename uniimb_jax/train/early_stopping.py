@@ -45,6 +45,8 @@ class EarlyStopState(NamedTuple):
         (``best_epoch``; NaN before any, or when not given). Selecting by Macro-F1
         (``select_by_macro_f1``) it is the highest so far, and ``best_val_loss`` is then the
         selected epoch's loss, not the lowest.
+      selected_val_accuracy: ``[] float32`` validation accuracy of the selected epoch (NaN
+        before any, or when not given; SOLT-GNN's rule reads it).
     """
 
     best_val_loss: jax.Array
@@ -54,6 +56,7 @@ class EarlyStopState(NamedTuple):
     history: jax.Array
     epoch: jax.Array
     selected_val_macro_f1: jax.Array
+    selected_val_accuracy: jax.Array
 
 
 def _check_window(max_epochs: int, window: int) -> None:
@@ -83,6 +86,7 @@ def init_early_stopping(max_epochs: int, patience_window: int = 200) -> EarlySto
         history=jnp.full((max_epochs,), jnp.nan, jnp.float32),
         epoch=jnp.array(0, jnp.int32),
         selected_val_macro_f1=jnp.array(jnp.nan, jnp.float32),
+        selected_val_accuracy=jnp.array(jnp.nan, jnp.float32),
     )
 
 
@@ -95,6 +99,9 @@ def update_early_stopping(
     val_macro_f1: jax.Array | None = None,
     select_by_macro_f1: bool = False,
     select_last: bool = False,
+    val_accuracy: jax.Array | None = None,
+    select_by_loss_and_accuracy: bool = False,
+    patience: int | None = None,
 ) -> tuple[EarlyStopState, jax.Array]:
     """Records one epoch's validation loss and applies the reference stopping rule.
 
@@ -112,6 +119,15 @@ def update_early_stopping(
         rule still reads the loss, as published.
       select_last: (static) every epoch with a finite loss is selected (the last model is
         kept: published code that tests its final model, e.g. GraphCL's pre-training).
+      val_accuracy: ``[] float`` this epoch's validation accuracy (recorded for the selected
+        epoch; required by ``select_by_loss_and_accuracy``).
+      select_by_loss_and_accuracy: (static) SOLT-GNN's rule (``main.py``): an epoch is
+        selected when its loss is below **and** its accuracy above the selected epoch's
+        (``loss_valid < best_valid_loss and acc_valid > best_valid_acc``; the first epoch
+        against ``+inf`` and 0).
+      patience: (static) ``None``: the reference's stopping rule (the loss above the mean of
+        the last ``window``); else SOLT-GNN's, stop once ``patience`` epochs in a row were
+        not selected (``patience == 100: break``; the epoch budget does not gate it).
 
     Returns:
       ``(state, improved)``: ``improved`` is a ``[] bool``, true when ``val_loss`` is finite
@@ -146,8 +162,22 @@ def update_early_stopping(
         improved = jnp.isfinite(val_loss) & jnp.isfinite(f1) & better
     elif select_last:
         improved = jnp.isfinite(val_loss)
+    elif select_by_loss_and_accuracy:
+        if val_accuracy is None:
+            raise ValueError("select_by_loss_and_accuracy needs val_accuracy")
+        acc = jnp.asarray(val_accuracy, jnp.float32)
+        best_acc = jnp.where(jnp.isnan(state.selected_val_accuracy), 0.0,
+                             state.selected_val_accuracy)
+        improved = (jnp.isfinite(val_loss) & (val_loss < state.best_val_loss)
+                    & (acc > best_acc))
     else:
         improved = jnp.isfinite(val_loss) & (val_loss < state.best_val_loss)
+    if patience is not None:
+        # Epochs in a row not selected, this one included (best_epoch -1: none selected yet).
+        waited = jnp.where(improved, 0, epoch - state.best_epoch)
+        stop_now = waited >= patience
+    acc = (jnp.full((), jnp.nan, jnp.float32) if val_accuracy is None
+           else jnp.asarray(val_accuracy, jnp.float32))
     new = EarlyStopState(
         best_val_loss=jnp.where(improved, val_loss, state.best_val_loss),
         best_epoch=jnp.where(improved, epoch, state.best_epoch),
@@ -157,6 +187,7 @@ def update_early_stopping(
         history=state.history.at[epoch].set(val_loss, mode="drop"),
         epoch=state.epoch + 1,
         selected_val_macro_f1=jnp.where(improved, f1, state.selected_val_macro_f1),
+        selected_val_accuracy=jnp.where(improved, acc, state.selected_val_accuracy),
     )
     frozen = state.stopped
     return select_where(~frozen, new, state), improved & ~frozen

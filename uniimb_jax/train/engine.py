@@ -247,6 +247,7 @@ class Engine:
             state.params
         )
         opt_updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+        opt_updates = self._decayed(opt_updates, state.epoch)
         params = optax.apply_updates(state.params, opt_updates)
         new_state = state._replace(
             params=params,
@@ -256,7 +257,25 @@ class Engine:
             step=state.step + 1,
             last_aux=aux,
         )
+        if isinstance(aux, dict) and "skip_step" in aux:
+            # The method declines the batch (SOLT-GNN's batches without two head graphs or
+            # a tail graph, which the published loop `continue`s past): nothing changes.
+            new_state = es.select_where(aux["skip_step"],
+                                        state._replace(step=state.step + 1), new_state)
         return new_state, {"loss": loss, "ce": ce, "graphs": jnp.sum(batch.graph_mask)}
+
+    def _decayed(self, updates, epoch):
+        """``updates`` scaled by the step decay of the learning rate at ``epoch``
+        (``TrainConfig.lr_step_epochs``): Adam's step is linear in its rate, so scaling the
+        update is the decayed rate; parameters the method keeps at its rate
+        (:attr:`~uniimb_jax.methods.Method.constant_lr_params`) are left."""
+        step = self.cfg.lr_step_epochs
+        if not step:
+            return updates
+        factor = jnp.asarray(self.cfg.lr_step_gamma, jnp.float32) ** ((epoch + 1) // step)
+        keep = set(self.method.constant_lr_params)
+        return {name: sub if name in keep else jax.tree.map(lambda u: u * factor, sub)
+                for name, sub in updates.items()}
 
     # -------------------------------------------------------------------- epoch
     def epoch_order(self, state: TrainState, data: SeedData) -> tuple[jax.Array, jax.Array]:
@@ -449,6 +468,10 @@ class Engine:
             val_macro_f1=scores["macro_f1"],
             select_by_macro_f1=self.cfg.select_by == "val_macro_f1",
             select_last=self.cfg.select_by == "last_epoch",
+            val_accuracy=scores["micro_f1"],
+            select_by_loss_and_accuracy=self.cfg.select_by == "val_loss_and_accuracy",
+            patience=(self.cfg.early_stop_window if self.cfg.early_stop_rule == "patience"
+                      else None),
         )
         if not self.cfg.early_stopping:
             early = early._replace(stopped=jnp.zeros_like(early.stopped))
