@@ -51,6 +51,8 @@ if [ "$QUEUE" = baselines ]; then
   run --table class --datasets PROTEINS IMDB-MULTI --variants infograph infograph-upsample infograph-reweight
   run --table topology --datasets PROTEINS IMDB-MULTI --variants infograph
   run --table class --datasets PROTEINS IMDB-MULTI --variants infograph-transductive infograph-transductive-upsample infograph-transductive-reweight
+  # B8 (issue 36). SOLT-GNN (main.py's settings), topology imbalance
+  run --table topology --datasets PROTEINS IMDB-MULTI --variants solt-gnn
   exit 0
 fi
 # 1. PROTEINS, class imbalance

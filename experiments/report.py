@@ -491,7 +491,7 @@ def overview(root: pathlib.Path = RESULTS, paper_path: pathlib.Path = PAPER) -> 
         "resumable, 20 seeds, 1000-epoch budget); the CPU floor is 20 seeds x 501 epochs at the",
         "measured seconds per seed-epoch (`BENCHMARKS.md`). REDDIT-BINARY and COLLAB wait for a",
         "GPU: `python experiments/gpu_campaign.py --out runs/gpu --data-dir ../shared/data/tu`.",
-        "The paper's other rows (TopoImb, DataDec, SOLT-GNN and the graph transformers) are not",
+        "The paper's other rows (TopoImb, DataDec and the graph transformers) are not",
         "implemented yet.",
     ]
     return "\n".join(lines) + "\n"

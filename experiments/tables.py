@@ -110,6 +110,9 @@ TABLES: dict[str, Table] = {
             Variant("imbgnn", "imbgnn", "published", paper_row="ImbGNN"),
             Variant("graphcl", "graphcl", "graphcl", paper_row="GraphCL"),
             Variant("infograph", "infograph", "infograph", paper_row="InfoGraph"),
+            # SOLT-GNN (docs/methods/solt_gnn.md): main.py's settings, stage 1's GIN for
+            # head graphs, the pattern-memory GIN for tail graphs.
+            Variant("solt-gnn", "solt-gnn", "published", paper_row="SOLT-GNN"),
         ),
         "table_topology_imbalance",
         baseline="gin-upsample-g2gnn",
