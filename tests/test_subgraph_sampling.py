@@ -91,3 +91,36 @@ def test_a_head_graph_smaller_than_the_border_is_refused():
     ds = dataset([PATH5], [5])
     with pytest.raises(ValueError, match="fewer than border=6"):
         ss.sample_head_subgraphs(ds, np.array([True]), 6, epochs=1)
+
+
+def test_the_published_reading_takes_the_lines_last_token_as_the_count():
+    """util.load_sample pops the last token of `len(S) S.. U..` as k: sample_list is the
+    first k tokens (the count read as a node id, S, most of U), unsample_list the rest."""
+    taken = {2, 3}  # inserted 2 then 3
+    s_list, u_list = ss.published_lists(taken, 6)
+    # line: 2 | 2 3 | 0 1 4 5 -> pop 5 -> k = 5 -> [2, 2, 3, 0, 1] | [4]
+    assert s_list == [2, 2, 3, 0, 1] and u_list == [4]
+    # Set iteration order is CPython's for the set built as the walk builds it.
+    big = set()
+    for x in (50, 3, 17):
+        big.add(x)
+    s_list, u_list = ss.published_lists(big, 60)
+    row = [3] + list(big) + sorted(set(range(60)) - big)
+    k = row.pop()
+    assert (s_list, u_list) == (row[:k], row[k:])
+
+
+def test_both_readings_come_from_the_same_draws():
+    ds = dataset([PATH5, PATH5 + [(4, 5), (5, 6), (6, 7)]], [5, 8])
+    is_head = np.array([False, True])
+    drawn_s, drawn_u = ss.sample_head_subgraph_lists(ds, is_head, 4, 6, reading="drawn")
+    np.testing.assert_array_equal(drawn_s, ss.sample_head_subgraphs(ds, is_head, 4, 6))
+    s = np.unpackbits(drawn_s, axis=1)[:, :ds.num_nodes].astype(bool)
+    u = np.unpackbits(drawn_u, axis=1)[:, :ds.num_nodes].astype(bool)
+    assert not (s & u).any() and (s | u)[:, 5:].all() and not (s | u)[:, :5].any()
+    pub_s, pub_u = ss.sample_head_subgraph_lists(ds, is_head, 4, 6)
+    ps = np.unpackbits(pub_s, axis=1)[:, :ds.num_nodes].astype(bool)
+    # Most of the graph (the published reading), never a tail graph's node.
+    assert ps[:, 5:].sum(1).min() >= s[:, 5:].sum(1).min() and not ps[:, :5].any()
+    with pytest.raises(ValueError, match="reading='x' is not valid"):
+        ss.sample_head_subgraph_lists(ds, is_head, 4, 2, reading="x")

@@ -67,6 +67,66 @@ def walk(neighbours: list[list[int]], size: int, perm: np.ndarray) -> set[int]:
     return taken
 
 
+def published_lists(taken: set[int], num_nodes: int) -> tuple[list[int], list[int]]:
+    """``(sample_list, unsample_list)`` of one draw as the published training reads them.
+
+    ``subgraph_sample.py`` writes a draw as the line ``len(S) s_1 .. s_k u_1 ..`` (``S`` and
+    the other nodes ``U = set(range(n)).difference(S)``, each in its set's iteration order);
+    ``util.load_sample`` then reads it with ``k = int(row.pop())``: the **last** token (a
+    node id of ``U``, not the count) becomes ``k``, and ``sample_list = row[:k]`` (the count
+    read as a node id, then ``S``, then most of ``U``), ``unsample_list = row[k:]``. The
+    training's "subgraph" is then most of the graph and its positive a few nodes
+    (docs/methods/solt_gnn.md, "Subgraphs as the published training reads them").
+    ``taken`` must be the walk's set as built (insertion order), so that its iteration
+    order is CPython's for the published code.
+    """
+    row = [len(taken)] + list(taken) + list(set(range(num_nodes)).difference(taken))
+    k = int(row.pop())
+    return row[:k], row[k:]
+
+
+def sample_head_subgraph_lists(ds: GraphDataset, is_head: np.ndarray, border: int,
+                               epochs: int, seed: int = 0, reading: str = "published"
+                               ) -> tuple[np.ndarray, np.ndarray]:
+    """``(sampled, unsampled)``, each ``[epochs, ceil(N / 8)] uint8`` bit-packed node masks
+    (as :func:`sample_head_subgraphs`) of every head graph's subgraph and of the nodes its
+    positive sums, per epoch, from the same draws.
+
+    ``reading``: ``"published"`` the lists as ``util.load_sample`` reads them
+    (:func:`published_lists`; a node listed twice counts once here), ``"drawn"`` the walk's
+    nodes and the graph's other nodes (what the paper describes).
+    """
+    if reading not in ("published", "drawn"):
+        raise ValueError(f"reading={reading!r} is not valid; expected 'published' or 'drawn'")
+    sampled, unsampled = (np.zeros((epochs, ds.num_nodes), bool) for _ in range(2))
+    for g, e, start, n, taken in _draws(ds, is_head, border, epochs, seed):
+        if reading == "published":
+            s_list, u_list = published_lists(taken, n)
+        else:
+            s_list, u_list = list(taken), list(set(range(n)).difference(taken))
+        sampled[e, start + np.asarray(s_list, np.int64)] = True
+        unsampled[e, start + np.asarray(u_list, np.int64)] = True
+    return np.packbits(sampled, axis=1), np.packbits(unsampled, axis=1)
+
+
+def _draws(ds: GraphDataset, is_head: np.ndarray, border: int, epochs: int, seed: int):
+    """``(graph, epoch, first node, n, taken set)`` of every draw, in the published order."""
+    is_head = np.asarray(is_head, bool)
+    if is_head.shape != (ds.num_graphs,):
+        raise ValueError(f"is_head has shape {is_head.shape}, expected ({ds.num_graphs},)")
+    small = np.flatnonzero(is_head & (ds.nodes_per_graph < border))
+    if small.size:
+        raise ValueError(f"head graphs {small[:5].tolist()} have fewer than border={border} "
+                         "nodes")
+    rng = np.random.RandomState(seed)
+    for g in np.flatnonzero(is_head):
+        neighbours = adjacency_lists(ds, int(g))
+        n, start = len(neighbours), int(ds.node_offsets[g])
+        size = subgraph_size(n, border)
+        for e in range(epochs):
+            yield int(g), e, start, n, walk(neighbours, size, rng.permutation(n))
+
+
 def sample_head_subgraphs(ds: GraphDataset, is_head: np.ndarray, border: int, epochs: int,
                           seed: int = 0) -> np.ndarray:
     """``[epochs, ceil(N / 8)] uint8``: bit-packed (``np.packbits``, big-endian bits) masks
@@ -78,22 +138,9 @@ def sample_head_subgraphs(ds: GraphDataset, is_head: np.ndarray, border: int, ep
         the subgraph size (a head graph has at least ``border`` nodes); epochs: draws per
         head graph; seed: the legacy ``RandomState`` seed (published: 0, shared by runs).
     """
-    is_head = np.asarray(is_head, bool)
-    if is_head.shape != (ds.num_graphs,):
-        raise ValueError(f"is_head has shape {is_head.shape}, expected ({ds.num_graphs},)")
-    small = np.flatnonzero(is_head & (ds.nodes_per_graph < border))
-    if small.size:
-        raise ValueError(f"head graphs {small[:5].tolist()} have fewer than border={border} "
-                         "nodes")
-    rng = np.random.RandomState(seed)
     masks = np.zeros((epochs, ds.num_nodes), bool)
-    for g in np.flatnonzero(is_head):
-        neighbours = adjacency_lists(ds, int(g))
-        n, start = len(neighbours), int(ds.node_offsets[g])
-        size = subgraph_size(n, border)
-        for e in range(epochs):
-            nodes = np.fromiter(walk(neighbours, size, rng.permutation(n)), np.int64)
-            masks[e, start + nodes] = True
+    for g, e, start, n, taken in _draws(ds, is_head, border, epochs, seed):
+        masks[e, start + np.fromiter(taken, np.int64)] = True
     return np.packbits(masks, axis=1)
 
 

@@ -25,7 +25,7 @@ import jax.numpy as jnp
 import numpy as np
 
 from uniimb_jax.data.splits import topology_boundary
-from uniimb_jax.data.subgraph_sampling import sample_head_subgraphs
+from uniimb_jax.data.subgraph_sampling import sample_head_subgraph_lists
 from uniimb_jax.methods.base import Method, Preset, Stage, apply_model_overrides, plain_model
 from uniimb_jax.models.config import ModelConfig
 from uniimb_jax.models.solt_gnn import SoltGINClassifier, SoltGNN
@@ -120,14 +120,16 @@ def head_graphs(ds) -> tuple[np.ndarray, int]:
 
 
 def dataset_arrays(ds, cfg: ModelConfig, cache_dir=None) -> dict:
-    """``is_head [G] bool``, ``node_offsets [G + 1] int32`` and ``subgraphs [epochs,
-    ceil(N / 8)] uint8``: every head graph's sampled subgraph for each epoch
-    (``subgraph_sample.py``'s draws, ``RandomState(0)``, shared by every seed as
-    published)."""
+    """``is_head [G] bool``, ``node_offsets [G + 1] int32``, and ``subgraphs`` and
+    ``unsampled`` ``[epochs, ceil(N / 8)] uint8``: for each epoch every head graph's
+    subgraph and the nodes its positive sums (``subgraph_sample.py``'s draws,
+    ``RandomState(0)``, shared by every seed as published; read as ``cfg.subgraph_reading``
+    says)."""
     is_head, border = head_graphs(ds)
-    packed = sample_head_subgraphs(ds, is_head, border, cfg.subgraph_epochs, seed=0)
+    sampled, unsampled = sample_head_subgraph_lists(ds, is_head, border, cfg.subgraph_epochs,
+                                                    seed=0, reading=cfg.subgraph_reading)
     return {"is_head": is_head, "node_offsets": np.asarray(ds.node_offsets, np.int32),
-            "subgraphs": packed}
+            "subgraphs": sampled, "unsampled": unsampled}
 
 
 def init_state(cfg: ModelConfig, key, previous):

@@ -43,6 +43,7 @@ LAPPE_FORMS = ("reference", "corrected")
 INITS = ("flax", "torch")
 CLASSIFIERS = ("linear", "mlp")
 GRAPHCL_AUGMENTATIONS = ("random4", "drop_nodes", "permute_edges", "subgraph", "mask_nodes")
+SUBGRAPH_READINGS = ("published", "drawn")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -115,6 +116,8 @@ class ModelConfig:
       head_loss_weight, node_triplet_weight, subgraph_triplet_weight, dissimilarity_weight:
         SOLT-GNN's ``alpha``, ``mu1``, ``mu2`` and ``lambda``.
       subgraph_epochs: SOLT-GNN's subgraph draws per head graph (one per epoch, 500).
+      subgraph_reading: ``"published"`` (the draws as ``util.load_sample`` reads them back:
+        most of the graph, docs/methods/solt_gnn.md) or ``"drawn"`` (the walk's nodes).
     """
 
     method: str = "uniimb"
@@ -162,6 +165,7 @@ class ModelConfig:
     subgraph_triplet_weight: float = 1.0
     dissimilarity_weight: float = 1e-4
     subgraph_epochs: int = 500
+    subgraph_reading: str = "published"
 
     @property
     def lap_feature_width(self) -> int:
@@ -219,6 +223,7 @@ class ModelConfig:
         _int_at_least("views", self.views, 1)
         if not isinstance(self.learn_eps, bool):
             raise ConfigError(f"learn_eps={self.learn_eps!r} is not valid; expected True or False")
+        check_choice("subgraph_reading", self.subgraph_reading, SUBGRAPH_READINGS)
         for name in ("memory_size", "subgraph_epochs"):
             _int_at_least(name, getattr(self, name), 1)
         _real_in("head_loss_weight", self.head_loss_weight, 0.0, 1.0)

@@ -163,8 +163,9 @@ class SoltGNN(nn.Module):
     """Stage 2 (``train`` / ``test`` of ``main.py``; module docstring).
 
     ``batch.extras``: ``is_head [G] bool`` (the dataset's head graphs), ``node_offsets
-    [G + 1] int32`` and ``subgraphs [epochs, ceil(N / 8)] uint8`` (the head graphs' sampled
-    subgraphs, :func:`~uniimb_jax.data.subgraph_sampling.sample_head_subgraphs`).
+    [G + 1] int32``, ``subgraphs`` and ``unsampled`` ``[epochs, ceil(N / 8)] uint8`` (each
+    epoch's subgraph of every head graph and the nodes its positive sums,
+    :func:`~uniimb_jax.data.subgraph_sampling.sample_head_subgraph_lists`).
     ``method_state``: ``{"gin": stage 1's selected {"params", "batch_stats"}, "epoch": []
     int32}``.
 
@@ -216,9 +217,10 @@ class SoltGNN(nn.Module):
         # The epoch's subgraph of every head graph, as a mask on the batch's nodes.
         ds_node = ex["node_offsets"][gid][node_graph] + local
         # (Unpacked to the bytes' whole length: every dataset node id is below it.)
-        sampled = epoch_mask(ex["subgraphs"], method_state["epoch"],
-                             ex["subgraphs"].shape[1] * 8)
-        in_sub = head_node & sampled[jnp.clip(ds_node, 0, sampled.shape[0] - 1)]
+        width = ex["subgraphs"].shape[1] * 8
+        at = jnp.clip(ds_node, 0, width - 1)
+        in_sub = head_node & epoch_mask(ex["subgraphs"], method_state["epoch"], width)[at]
+        unsampled = head_node & epoch_mask(ex["unsampled"], method_state["epoch"], width)[at]
 
         # 1. get_patterns(head graphs): node embeddings of the head graphs.
         x, graph = _inputs(batch, head_node)
@@ -235,7 +237,6 @@ class SoltGNN(nn.Module):
         # Subgraph-level triplets: query memory(subgraph), positive the sum of the graph's
         # other nodes' embeddings, negative the sum of m random nodes of another head graph.
         other_g = _other_head(k_g, head)
-        unsampled = head_node & ~in_sub
         pos_rep = jax.ops.segment_sum(jnp.where(unsampled[:, None], h, 0.0), node_graph,
                                       num_segments=n_graph)
         m = jnp.minimum(jax.ops.segment_sum(unsampled.astype(jnp.int32), node_graph,
