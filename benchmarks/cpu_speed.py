@@ -43,13 +43,14 @@ METHOD_TARGETS = {"g2gnn": {"20 seeds": 0.39}}
 
 
 def _timed_calls(dataset: str, runs: int, epochs: int, data_dir, seeds_per_group,
-                 devices=None, preset: str = "reference", method: str = "uniimb") -> dict:
+                 devices=None, preset: str = "reference", method: str = "uniimb",
+                 imbalance: str = "class") -> dict:
     import jax
 
     from protocol_config import device_count, protocol_sweep
 
     prep, sweep, state = protocol_sweep(dataset, runs, epochs, data_dir, seeds_per_group,
-                                        devices, preset, method)
+                                        devices, preset, method, imbalance)
     cfg, sd, dd = prep.cfg, prep.seed_data, prep.device_data
     times = []
     for _ in range(2):
@@ -92,6 +93,8 @@ def main(argv=None) -> int:
     p.add_argument("--method", default="uniimb", help="the method whose cell is timed")
     p.add_argument("--preset", default="reference",
                    help="UniImb preset timed (the targets are the reference preset's)")
+    p.add_argument("--imbalance", default="class", choices=["class", "topology"],
+                   help="the cell's imbalance (topology: its high degree)")
     p.add_argument("--no-vmapped", action="store_true", help="skip the all-seeds-vmapped run")
     p.add_argument("--sweep-only", action="store_true",
                    help="time only the default sweep (e.g. --epochs 50: a 100-epoch run, "
@@ -109,7 +112,7 @@ def main(argv=None) -> int:
     m = args.method
     official = OFFICIAL_S_PER_SEED_EPOCH.get(m)
     targets = {**TARGETS, **METHOD_TARGETS.get(m, {})}
-    kw = dict(preset=pr, method=m)
+    kw = dict(preset=pr, method=m, imbalance=args.imbalance)
     rows = {"sweep": _timed_calls(d, args.seeds, args.epochs, args.data_dir, None, **kw)}
     if rows["sweep"]["devices"] > 1 and not args.sweep_only:
         rows["sweep, 1 device"] = _timed_calls(d, args.seeds, args.epochs, args.data_dir, None,
