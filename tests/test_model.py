@@ -189,6 +189,13 @@ def test_every_factory_name_constructs():
         b = batch
         if method in ("g2gnn", "imbgnn"):  # their model reads the kernel-neighbour table
             b = batch._replace(extras={"kernel_neighbours": np.full((64, 1), -1, np.int32)})
+        if method == "solt-gnn":  # head graphs and each epoch's subgraph masks
+            n = int(batch.node_mask.shape[0]) + 64 * 8
+            b = batch._replace(extras={
+                "is_head": np.arange(64) % 2 == 0,
+                "node_offsets": np.arange(65, dtype=np.int32) * 8,
+                "subgraphs": np.zeros((2, -(-n // 8)), np.uint8),
+                "unsampled": np.zeros((2, -(-n // 8)), np.uint8)})
         staged = get_method(method).stages
         for pert in PERTURBATIONS:
             cfg = small_cfg(method=method, perturbation=pert)
@@ -198,7 +205,9 @@ def test_every_factory_name_constructs():
             # A staged family's model reads its stage's variables from the method state.
             pre = get_method(staged[0].method).create_models(cfg, C)["default"]
             v = pre.init(rngs(0, params=True), b, (), train=False)
-            state = {"pretrain": {"params": v["params"], "batch_stats": v["batch_stats"]}}
+            state = {staged[0].name: {"params": v["params"], "batch_stats": v["batch_stats"]}}
+            if method == "solt-gnn":
+                state["epoch"] = np.zeros((), np.int32)
             model = create_model(cfg, C)
             out, _ = model.apply(model.init(rngs(0, params=True), b, state, train=False),
                                  b, state, train=False, rngs=rngs(1))

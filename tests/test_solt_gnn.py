@@ -82,7 +82,7 @@ def test_graph_loss_weights_head_and_tail_as_published():
     labels = jnp.asarray([0, 1, 2, 1, 0, 0], jnp.int32)
     mask = jnp.asarray([1, 1, 1, 1, 1, 0], bool)
     head = jnp.asarray([1, 0, 1, 0, 0, 0], jnp.float32)
-    cfg = ModelConfig(method="solt_gnn", head_loss_weight=0.15)
+    cfg = ModelConfig(method="solt-gnn", head_loss_weight=0.15)
     ce = -np.asarray(jax.nn.log_softmax(logits))[np.arange(6), np.asarray(labels)]
     train = graph_loss(logits, labels, mask, {"head": head, "train": jnp.ones(())}, cfg)
     want = 2 * (0.15 * ce[[0, 2]].mean() + 0.85 * ce[[1, 3, 4]].mean())

@@ -80,7 +80,7 @@ def _model(s: SoltSettings, overrides) -> ModelConfig:
     # --num_layers 5 counts the input layer: 4 message-passing layers; dropout 0.5 on the
     # scores; PyTorch's initialisation (the memory keeps its Glorot draw: not a Dense).
     return apply_model_overrides(plain_model(
-        "solt_gnn", num_layers=4, hidden=s.hidden, learn_eps=s.learn_eps, init="torch",
+        "solt-gnn", num_layers=4, hidden=s.hidden, learn_eps=s.learn_eps, init="torch",
         classifier_dropout=0.5, memory_size=64, head_loss_weight=s.alpha,
         node_triplet_weight=s.mu1, subgraph_triplet_weight=s.mu2, dissimilarity_weight=1e-4,
         subgraph_epochs=500), overrides)

@@ -33,7 +33,7 @@ from typing import Any, Optional
 
 from uniimb_jax.errors import ConfigError, check_choice
 
-METHODS = ("uniimb", "gin", "g2gnn", "imbgnn", "imgkb", "graphcl", "infograph", "solt_gnn")
+METHODS = ("uniimb", "gin", "g2gnn", "imbgnn", "imgkb", "graphcl", "infograph", "solt-gnn")
 BACKBONES = ("gin", "gcn", "sage")
 PERTURBATIONS = ("off", "reference", "corrected")
 U_DISTRIBUTIONS = ("uniform", "zipf", "exponential", "poisson")
